@@ -1,0 +1,164 @@
+"""Entry point: `python -m bot` runs the bot, `python -m bot check` validates settings and credentials.
+
+Builds settings, logging, one HTTP session, the store and the Flow client, and injects them into the bot.
+Configuration mistakes end with one line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiohttp
+
+from bot.flow import errors as fe
+from bot.flow.client import FlowClient
+from bot.flow.credentials import Credentials
+from bot.flow.redact import mask_email
+from bot.logs import Redactor, setup_logging
+from bot.settings import ConfigError, Settings, load_settings
+from storage import StorageError, Store
+
+log = logging.getLogger("bot")
+
+EXIT_CONFIG = 2
+EXIT_CHECK_FAILED = 1
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    http: aiohttp.ClientSession
+    credentials: Credentials
+    flow: FlowClient
+
+
+def http_session(settings: Settings) -> aiohttp.ClientSession:
+    """The one HTTP session: explicit timeouts, no overall cap so long downloads can stream."""
+    timeout = aiohttp.ClientTimeout(total=None, connect=15, sock_connect=15, sock_read=settings.flow_http_timeout)
+    # Cookies go only where Credentials puts them (an explicit header); a jar could merge stale ones in.
+    return aiohttp.ClientSession(timeout=timeout, raise_for_status=False, cookie_jar=aiohttp.DummyCookieJar())
+
+
+@contextlib.asynccontextmanager
+async def flow_resources(settings: Settings, redactor: Redactor) -> AsyncIterator[Resources]:
+    async with http_session(settings) as http:
+        credentials = Credentials(
+            settings.flow_cookie_file,
+            http,
+            labs_base=settings.flow_labs_base,
+            refresh_margin=settings.flow_token_refresh_margin,
+        )
+        redactor.add_provider(credentials.secret_values)
+        await credentials.load()
+        flow = FlowClient(
+            http,
+            credentials,
+            api_base=settings.flow_api_base,
+            labs_base=settings.flow_labs_base,
+            status_batch_size=settings.flow_status_batch_size,
+            model_key_overrides=settings.flow_model_keys,
+        )
+        yield Resources(settings, http, credentials, flow)
+
+
+def point_discord_at(settings: Settings) -> None:
+    """Use a Discord-compatible server when DISCORD_API_BASE is set (tests, self-hosted gateways)."""
+    import discord
+    import yarl
+
+    if settings.discord_api_base:
+        discord.http.Route.BASE = settings.discord_api_base
+    if settings.gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
+
+
+async def run_bot(settings: Settings, redactor: Redactor) -> int:
+    import discord
+
+    from bot.app import VeoBot
+
+    settings.ensure_data_dir()
+    token = settings.discord_token.get_secret_value()
+    redactor.add_provider(lambda: [token])
+    async with flow_resources(settings, redactor) as res:
+        store = await Store.open(settings.database_path)
+        try:
+            point_discord_at(settings)
+            bot = VeoBot(
+                settings=settings, http_session=res.http, store=store, credentials=res.credentials, flow=res.flow
+            )
+            loop = asyncio.get_running_loop()
+            stopping = asyncio.Event()
+
+            def stop() -> None:
+                if not stopping.is_set():
+                    log.info("signal received; shutting down")
+                    stopping.set()
+                    asyncio.ensure_future(bot.close())  # noqa: RUF006 - awaited through bot.start returning
+
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError):
+                    loop.add_signal_handler(sig, stop)
+            try:
+                async with bot:
+                    await bot.start(token)
+            except discord.LoginFailure:
+                raise ConfigError("DISCORD_TOKEN was rejected by Discord; check the bot token") from None
+            except discord.PrivilegedIntentsRequired:
+                raise ConfigError("Discord refused the gateway intents; check the bot's settings") from None
+        finally:
+            await store.close()
+    return 0
+
+
+async def run_check(settings: Settings, redactor: Redactor) -> int:
+    """Validate credentials end to end without Discord; print what an admin needs, never a secret."""
+    async with flow_resources(settings, redactor) as res:
+        session = await res.credentials.refresh(force=True)
+        credits = await res.flow.credits()
+        expires = datetime.fromtimestamp(session.expires_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        print(f"account: {mask_email(session.email)}")
+        print(f"tier: {credits.tier}")
+        print(f"credits: {credits.credits}")
+        print(f"token expires: {expires}")
+        print("ok: credentials are usable")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    command = args[0] if args else "run"
+    if command not in ("run", "check"):
+        print(f"usage: python -m bot [run|check] (unknown command {command!r})", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        settings = load_settings()
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    redactor = setup_logging(settings.veo_log_level, settings.veo_log_format)
+    try:
+        if command == "check":
+            return asyncio.run(run_check(settings, redactor))
+        return asyncio.run(run_bot(settings, redactor))
+    except (ConfigError, StorageError, fe.CookieFileError) as err:
+        print(f"configuration error: {redactor(str(err))}", file=sys.stderr)
+        return EXIT_CONFIG
+    except fe.FlowError as err:
+        from bot.messages import flow_error_text
+
+        print(f"check failed: {redactor(flow_error_text(err))} ({type(err).__name__})", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""Posting results to Discord: the `Delivery` the worker hands finished jobs to.
+
+Everything goes out with the bot token to the job's channel (interaction tokens die after 15 minutes).
+Posts carry the job's stored nonce with `enforce_nonce`, so Discord itself drops a repeat after a crash,
+and a visible marker (`veo job N`) that recovery looks for once the nonce window has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aiohttp
+import discord
+
+from bot import render
+from bot.logs import job_logger
+from bot.worker import DeliveryFailed
+from storage import Job, Store
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+STATUS_EDIT_INTERVAL = 10.0
+HISTORY_SCAN = 100
+
+
+def only_user(user_id: int) -> discord.AllowedMentions:
+    """Mentions that can ping exactly the requester and nobody else."""
+    return discord.AllowedMentions(everyone=False, roles=False, replied_user=False, users=[discord.Object(user_id)])
+
+
+class DiscordDelivery:
+    """Implements the worker's Delivery with discord.py."""
+
+    def __init__(
+        self,
+        client: discord.Client,
+        store: Store,
+        settings: Settings,
+        *,
+        views: Callable[[Job], discord.ui.View | None] = lambda job: None,
+        status_views: Callable[[list[Job]], discord.ui.View | None] = lambda jobs: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.settings = settings
+        self.views = views
+        self.status_views = status_views
+        self.clock = clock
+        self._last_edit: dict[int, float] = {}
+        self._pending_edit: dict[int, asyncio.Task[None]] = {}
+
+    # --- results -------------------------------------------------------------------------------------
+
+    def upload_limit(self, job: Job) -> int:
+        guild = self.client.get_guild(job.guild_id) if job.guild_id else None
+        return max(guild.filesize_limit, DEFAULT_UPLOAD_LIMIT) if guild else DEFAULT_UPLOAD_LIMIT
+
+    def result_link(self, job: Job) -> str:
+        base = self.settings.flow_labs_base
+        return f"{base}/fx/tools/flow/project/{job.project_id}" if job.project_id else f"{base}/fx/tools/flow"
+
+    async def post_video(self, job: Job, path: Path) -> int:
+        size = job.file_size or (await asyncio.to_thread(path.stat)).st_size
+        limit = self.upload_limit(job)
+        channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        view = self.views(job)
+        extra = {"view": view} if view is not None else {}
+        if size <= limit:
+            try:
+                message = await self._send(
+                    channel,
+                    content=render.result_message(job),
+                    file=discord.File(path, filename=f"veo-{job.id}.mp4"),
+                    nonce=job.delivery_nonce,
+                    allowed_mentions=only_user(job.user_id),
+                    **extra,
+                )
+                return message.id
+            except DeliveryFailed as err:
+                if "413" not in str(err):
+                    raise
+                job_logger(log, job.id).info("Discord refused the upload as too large; posting a link")
+        message = await self._send(
+            channel,
+            content=render.too_big_message(job, size, limit, self.result_link(job)),
+            nonce=job.delivery_nonce,
+            allowed_mentions=only_user(job.user_id),
+            **extra,
+        )
+        return message.id
+
+    async def post_failure(self, job: Job, text: str) -> int:
+        channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        view = self.views(job)
+        extra = {"view": view} if view is not None else {}
+        message = await self._send(
+            channel,
+            content=render.failure_message(job, text),
+            nonce=job.notice_nonce,
+            allowed_mentions=only_user(job.user_id),
+            **extra,
+        )
+        return message.id
+
+    async def _send(self, channel: discord.PartialMessageable, **kwargs: object) -> discord.Message:
+        try:
+            return await channel.send(**kwargs)  # type: ignore[arg-type]
+        except discord.HTTPException as err:
+            # discord.py already retried 429s and 5xx; what is left is final for this attempt.
+            permanent = err.status in (400, 401, 403, 404)
+            raise DeliveryFailed(f"Discord answered {err.status} (code {err.code})", permanent=permanent) from err
+        except (aiohttp.ClientError, OSError, TimeoutError) as err:
+            raise DeliveryFailed(f"network error: {type(err).__name__}", permanent=False) from err
+
+    async def find_posted(self, job: Job) -> int | None:
+        """Our earlier post of this job among the channel's recent messages, if any."""
+        me = self.client.user
+        mark = re.compile(rf"\b{re.escape(render.marker(job))}\b")
+        channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        try:
+            async for message in channel.history(limit=HISTORY_SCAN):
+                if (me is None or message.author.id == me.id) and mark.search(message.content):
+                    return message.id
+        except (discord.HTTPException, aiohttp.ClientError) as err:
+            job_logger(log, job.id).warning("could not scan channel history: %s", type(err).__name__)
+        return None
+
+    # --- live status -----------------------------------------------------------------------------------
+
+    async def job_changed(self, job: Job, *, force: bool = False) -> None:
+        """Edit the job's status message, at most once per STATUS_EDIT_INTERVAL unless forced."""
+        mid = job.status_message_id
+        if not mid:
+            return
+        now = self.clock()
+        wait = self._last_edit.get(mid, 0.0) + STATUS_EDIT_INTERVAL - now
+        if force or wait <= 0:
+            pending = self._pending_edit.pop(mid, None)
+            if pending is not None and pending is not asyncio.current_task():
+                pending.cancel()
+            await self._edit_status(job)
+        elif mid not in self._pending_edit:
+            self._pending_edit[mid] = asyncio.create_task(self._edit_later(job, wait))
+
+    async def _edit_later(self, job: Job, wait: float) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(wait)
+            self._pending_edit.pop(job.status_message_id or 0, None)
+            fresh = await self.store.get_job(job.id)
+            if fresh is not None:
+                await self._edit_status(fresh)
+
+    async def _edit_status(self, job: Job) -> None:
+        mid = job.status_message_id
+        assert mid is not None
+        self._last_edit[mid] = self.clock()
+        jobs = await self.store.group_jobs(job) if job.group_id else [job]
+        positions = await self.store.queue_positions()
+        pause = await self.store.kv_get("queue_paused")
+        content = render.status_message(jobs, positions=positions, now=self.clock(), pause=pause)
+        message = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id).get_partial_message(mid)
+        try:
+            await message.edit(
+                content=content, view=self.status_views(jobs), allowed_mentions=discord.AllowedMentions.none()
+            )
+        except (discord.HTTPException, aiohttp.ClientError) as err:
+            job_logger(log, job.id).warning("status edit failed: %s", type(err).__name__)
+
+    async def close(self) -> None:
+        for task in self._pending_edit.values():
+            task.cancel()
+        self._pending_edit.clear()
+
+    # --- admins ------------------------------------------------------------------------------------------
+
+    async def alert_admins(self, text: str) -> None:
+        """Tell the admins once: the admin channel when configured, else a DM to each admin user."""
+        content = f"**Veo bot:** {text}"
+        none = discord.AllowedMentions.none()
+        if self.settings.veo_admin_channel_id:
+            await self.client.get_partial_messageable(self.settings.veo_admin_channel_id).send(
+                content, allowed_mentions=none
+            )
+            return
+        for user_id in sorted(self.settings.veo_admin_user_ids):
+            try:
+                dm = await self.client.create_dm(discord.Object(user_id))  # type: ignore[arg-type]
+                await dm.send(content, allowed_mentions=none)
+            except discord.HTTPException as err:
+                log.warning("could not DM admin %s: %s", user_id, err.status)
