@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from storage import JobState, Store  # noqa: E402
+from storage import JobState, Store
 
 DAY = 86_400.0
 USERS = 1_000
@@ -79,7 +79,6 @@ def fill(path: Path, jobs: int, now: float, seed: int = 7) -> None:
                 events.append((row[11], "transition", job_id, None, "queued->submitting"))
                 events.append((row[11], "transition", job_id, None, f"running->{row[7]}"))
         conn.executemany("INSERT INTO events (at, kind, job_id, actor_id, detail) VALUES (?, ?, ?, ?, ?)", events)
-        conn.execute("ANALYZE")
     conn.close()
 
 

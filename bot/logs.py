@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 REDACTED = "[redacted]"
 
 _PATTERNS: tuple[re.Pattern[str], ...] = (
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{16,}"),
     re.compile(r"ya29\.[A-Za-z0-9._~+/=-]+"),
     re.compile(r"(?i)((?:set-)?cookie['\"]?\s*[:=]\s*['\"]?)[^\n'\"]+"),
     re.compile(r"(?i)(session-token(?:\.\d+)?=)[^;\s'\"]+"),
@@ -105,6 +105,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text", *, stream: object = No
     logging.getLogger("discord.http").setLevel(logging.WARNING)
     logging.getLogger("discord.gateway").setLevel(max(logging.INFO, logging.getLevelName(level)))
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    logging.getLogger("asyncio").setLevel(logging.WARNING)
     return redactor
 
 

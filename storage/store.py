@@ -511,10 +511,8 @@ class Store:
         if not states:
             return []
         return await self._jobs(
-            _sql(
-                "SELECT {cols} FROM jobs WHERE state IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?"
-            ),
-            (json.dumps(sorted(JobState(s).value for s in states)), -1 if limit is None else limit),
+            _sql("SELECT {cols} FROM jobs WHERE state IN ({states}) ORDER BY id LIMIT ?", states=_states(states)),
+            (-1 if limit is None else limit,),
         )
 
     async def unfinished_jobs(self) -> list[Job]:

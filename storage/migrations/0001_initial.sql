@@ -41,20 +41,27 @@ CREATE TABLE jobs (
     updated_at          REAL    NOT NULL
 );
 
+-- Partial-index predicates must repeat, term for term and in the same (alphabetical) order, the state lists
+-- that storage/store.py renders into its queries; otherwise SQLite cannot use them. A test checks the plans.
+
 -- Quota window and "my jobs" (autocomplete, recent history) per user.
 CREATE INDEX jobs_user_created ON jobs (user_id, created_at);
--- A user's unfinished jobs (active limit, status), tiny by construction.
+-- A user's unfinished jobs (active limit, status): small by construction.
 CREATE INDEX jobs_user_unfinished ON jobs (user_id)
-    WHERE state IN ('queued', 'submitting', 'running', 'downloading', 'delivering');
--- Jobs by state in id order (queue, in-flight, polling, resume); rowid is the implicit tail of the index.
+    WHERE state IN ('delivering', 'downloading', 'queued', 'running', 'submitting');
+-- The queue in fair order: per user, FIFO by id.
+CREATE INDEX jobs_queued ON jobs (user_id, id) WHERE state = 'queued';
+-- Jobs holding a Flow slot, per user (fair-order turns, in-flight count).
+CREATE INDEX jobs_in_flight ON jobs (user_id) WHERE state IN ('running', 'submitting');
+-- Jobs by state in id order (polling, resume); the rowid is the implicit tail of the index.
 CREATE INDEX jobs_state ON jobs (state);
--- Recent durations of delivered jobs and stats by finish time.
+-- Recent durations of delivered jobs.
 CREATE INDEX jobs_state_finished ON jobs (state, finished_at);
 -- Media retention: only rows that still hold a local file.
 CREATE INDEX jobs_media ON jobs (finished_at) WHERE file_path IS NOT NULL;
 -- Terminal jobs whose notice has not been confirmed posted.
 CREATE INDEX jobs_notice_pending ON jobs (id)
-    WHERE notified_at IS NULL AND state IN ('failed', 'cancelled', 'timed_out');
+    WHERE notified_at IS NULL AND state IN ('cancelled', 'failed', 'timed_out');
 
 CREATE TABLE quota_overrides (
     user_id     INTEGER PRIMARY KEY,
