@@ -64,13 +64,14 @@ def fill(path: Path, jobs: int, now: float, seed: int = 7) -> None:
                 submitted,
                 done,
                 done or created,
+                done if state in ("failed", "cancelled", "timed_out") else None,
             )
         )
     with sqlite3.connect(path) as conn:
         conn.executemany(
             "INSERT INTO jobs (user_id, guild_id, channel_id, prompt, aspect, model, seed, state, operation_name,"
-            " attempts, file_path, created_at, submitted_at, finished_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " attempts, file_path, created_at, submitted_at, finished_at, updated_at, notified_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
         for job_id, row in enumerate(rows, start=1):

@@ -39,6 +39,8 @@ class VeoBot(commands.Bot):
         credentials: Credentials,
         flow: FlowClient,
     ) -> None:
+        # We never join voice: skip discord.py's start-up warnings about voice libraries.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(

@@ -96,9 +96,7 @@ def _check_file(path: Path) -> None:
     counter_valid = header[24:28] == header[92:96]
     if counter_valid and pages and size < page_size * pages and not _wal_has_frames(path):
         # With a WAL present, the pages missing from the main file may legitimately be in the log.
-        raise StorageError(
-            f"database {path} is truncated ({size} bytes, header says {pages} pages of {page_size})"
-        )
+        raise StorageError(f"database {path} is truncated ({size} bytes, header says {pages} pages of {page_size})")
 
 
 def _wal_has_frames(path: Path) -> bool:

@@ -59,9 +59,7 @@ IN_FLIGHT_STATES: frozenset[JobState] = frozenset({JobState.SUBMITTING, JobState
 ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.SUBMITTING, JobState.CANCELLED, JobState.FAILED}),
     JobState.SUBMITTING: frozenset({JobState.RUNNING, JobState.QUEUED, JobState.FAILED, JobState.CANCELLED}),
-    JobState.RUNNING: frozenset(
-        {JobState.DOWNLOADING, JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELLED}
-    ),
+    JobState.RUNNING: frozenset({JobState.DOWNLOADING, JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELLED}),
     JobState.DOWNLOADING: frozenset({JobState.DELIVERING, JobState.FAILED, JobState.CANCELLED}),
     JobState.DELIVERING: frozenset({JobState.DELIVERED, JobState.FAILED}),
     JobState.DELIVERED: frozenset(),
@@ -154,9 +152,7 @@ class ActiveLimitReached(Exception):
     """The user already has as many unfinished jobs as allowed; nothing was created."""
 
     def __init__(self, status: QuotaStatus, requested: int = 1) -> None:
-        super().__init__(
-            f"active job limit reached: {status.active}/{status.max_active}, requested {requested}"
-        )
+        super().__init__(f"active job limit reached: {status.active}/{status.max_active}, requested {requested}")
         self.status = status
         self.requested = requested
 

@@ -159,14 +159,17 @@ def _sql(template: str, **fragments: str) -> str:
 
 # Queued jobs in fair order with their 1-based position: round-robin across users, FIFO within a user, and a
 # user's jobs already holding a Flow slot count as places they have had.
+# INDEXED BY pins the hot queries to their (partial) indexes: plans stay fast whatever statistics SQLite has, and
+# a predicate that drifts from its index's fails loudly ("no query solution") instead of silently scanning.
 _FAIR_QUEUE_SQL = _sql("""
 WITH inflight AS (
-    SELECT user_id, COUNT(*) AS n FROM jobs WHERE state IN ({in_flight}) GROUP BY user_id
+    SELECT user_id, COUNT(*) AS n FROM jobs INDEXED BY jobs_in_flight WHERE state IN ({in_flight})
+    GROUP BY user_id
 ),
 ranked AS (
     SELECT q.id AS id,
            ROW_NUMBER() OVER (PARTITION BY q.user_id ORDER BY q.id) + COALESCE(f.n, 0) AS turn
-    FROM jobs AS q LEFT JOIN inflight AS f ON f.user_id = q.user_id
+    FROM jobs AS q INDEXED BY jobs_queued LEFT JOIN inflight AS f ON f.user_id = q.user_id
     WHERE q.state = 'queued'
 )
 SELECT id, ROW_NUMBER() OVER (ORDER BY turn, id) AS position FROM ranked ORDER BY position
@@ -402,9 +405,7 @@ class Store:
             if fields:
                 stamps.append(_set_clause(fields))
                 params.extend(fields.values())
-            sql = _sql(
-                "UPDATE jobs SET {sets} WHERE id = ? AND state = ? RETURNING {cols}", sets=", ".join(stamps)
-            )
+            sql = _sql("UPDATE jobs SET {sets} WHERE id = ? AND state = ? RETURNING {cols}", sets=", ".join(stamps))
             row = await self._one(conn, sql, (*params, job_id, frm.value))
             if row is None:
                 return None
@@ -471,7 +472,8 @@ class Store:
         """Failed, cancelled or timed-out jobs whose notice is not confirmed posted yet, oldest first."""
         return await self._jobs(
             _sql(
-                "SELECT {cols} FROM jobs WHERE notified_at IS NULL AND state IN ({unsuccessful})"
+                "SELECT {cols} FROM jobs INDEXED BY jobs_notice_pending"
+                " WHERE notified_at IS NULL AND state IN ({unsuccessful})"
                 " ORDER BY id LIMIT ?"
             ),
             (-1 if limit is None else limit,),
@@ -504,14 +506,20 @@ class Store:
 
     async def count_in_flight(self) -> int:
         """Jobs holding one of Flow's generation slots: submitting + running."""
-        return int(await self._scalar(_sql("SELECT COUNT(*) FROM jobs WHERE state IN ({in_flight})")) or 0)
+        return int(
+            await self._scalar(_sql("SELECT COUNT(*) FROM jobs INDEXED BY jobs_in_flight WHERE state IN ({in_flight})"))
+            or 0
+        )
 
     async def jobs_in_state(self, *states: JobState, limit: int | None = None) -> list[Job]:
         """Jobs in any of `states`, oldest first (e.g. the running jobs to poll in one batch)."""
         if not states:
             return []
         return await self._jobs(
-            _sql("SELECT {cols} FROM jobs WHERE state IN ({states}) ORDER BY id LIMIT ?", states=_states(states)),
+            _sql(
+                "SELECT {cols} FROM jobs INDEXED BY jobs_state WHERE state IN ({states}) ORDER BY id LIMIT ?",
+                states=_states(states),
+            ),
             (-1 if limit is None else limit,),
         )
 
@@ -525,7 +533,8 @@ class Store:
             rows = await self._rows(
                 conn,
                 _sql(
-                    "SELECT {cols} FROM jobs WHERE user_id = ? AND state IN ({unfinished})"
+                    "SELECT {cols} FROM jobs INDEXED BY jobs_user_unfinished"
+                    " WHERE user_id = ? AND state IN ({unfinished})"
                     " ORDER BY id LIMIT ?"
                 ),
                 (user_id, limit),
@@ -534,7 +543,8 @@ class Store:
                 rows += await self._rows(
                     conn,
                     _sql(
-                        "SELECT {cols} FROM jobs WHERE user_id = ? AND state IN ({terminal})"
+                        "SELECT {cols} FROM jobs INDEXED BY jobs_user_created"
+                        " WHERE user_id = ? AND state IN ({terminal})"
                         " ORDER BY created_at DESC, id DESC LIMIT ?"
                     ),
                     (user_id, limit - len(rows)),
@@ -547,7 +557,7 @@ class Store:
         digits = text.removeprefix("#")
         return await self._jobs(
             _sql(
-                "SELECT {cols} FROM jobs WHERE user_id = :user AND (:text = ''"
+                "SELECT {cols} FROM jobs INDEXED BY jobs_user_created WHERE user_id = :user AND (:text = ''"
                 " OR substr(CAST(id AS TEXT), 1, length(:id)) = :id"
                 " OR instr(lower(prompt), lower(:text)) > 0)"
                 " ORDER BY created_at DESC, id DESC LIMIT :limit"
@@ -563,9 +573,7 @@ class Store:
 
     async def queue_position(self, job_id: int) -> int | None:
         """The job's 1-based place in the fair order; None when it is not queued."""
-        value = await self._scalar(
-            _sql("SELECT position FROM ({fair}) WHERE id = ?", fair=_FAIR_QUEUE_SQL), (job_id,)
-        )
+        value = await self._scalar(_sql("SELECT position FROM ({fair}) WHERE id = ?", fair=_FAIR_QUEUE_SQL), (job_id,))
         return int(value) if isinstance(value, int) else None
 
     # -- quotas ---------------------------------------------------------------------------------------------
@@ -588,20 +596,23 @@ class Store:
         row = await self._one(
             conn,
             _sql(
-                "SELECT COUNT(*), MIN(created_at) FROM jobs"
+                "SELECT COUNT(*), MIN(created_at) FROM jobs INDEXED BY jobs_user_created"
                 " WHERE user_id = ? AND created_at > ? AND state NOT IN ({unsuccessful})"
             ),
             (user_id, now - QUOTA_WINDOW),
         )
         used, oldest = (int(row[0]), row[1]) if row else (0, None)
         row = await self._one(
-            conn, _sql("SELECT COUNT(*) FROM jobs WHERE user_id = ? AND state IN ({unfinished})"), (user_id,)
+            conn,
+            _sql(
+                "SELECT COUNT(*) FROM jobs INDEXED BY jobs_user_unfinished"
+                " WHERE user_id = ? AND state IN ({unfinished})"
+            ),
+            (user_id,),
         )
         active = int(row[0]) if row else 0
         if unlimited:
-            return QuotaStatus(
-                used=used, limit=None, remaining=None, resets_at=None, active=active, max_active=None
-            )
+            return QuotaStatus(used=used, limit=None, remaining=None, resets_at=None, active=active, max_active=None)
         row = await self._one(conn, "SELECT daily FROM quota_overrides WHERE user_id = ?", (user_id,))
         limit = int(row[0]) if row else daily_quota
         return QuotaStatus(
@@ -613,9 +624,7 @@ class Store:
             max_active=max_active,
         )
 
-    async def set_quota_override(
-        self, user_id: int, daily: int | None, *, actor_id: int | None = None
-    ) -> None:
+    async def set_quota_override(self, user_id: int, daily: int | None, *, actor_id: int | None = None) -> None:
         """Give a user their own daily quota (None: back to the default); logged as an admin action."""
         if daily is not None and daily < 0:
             raise ValueError("daily quota cannot be negative")
@@ -689,7 +698,7 @@ class Store:
         async with self._lock:
             rows = await self._rows(
                 self._require(),
-                "SELECT finished_at - submitted_at FROM jobs WHERE state = 'delivered'"
+                "SELECT finished_at - submitted_at FROM jobs INDEXED BY jobs_state_finished WHERE state = 'delivered'"
                 " AND submitted_at IS NOT NULL AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
                 (limit,),
             )
@@ -703,7 +712,7 @@ class Store:
         """
         return await self._jobs(
             _sql(
-                "SELECT {cols} FROM jobs WHERE file_path IS NOT NULL AND finished_at < ?"
+                "SELECT {cols} FROM jobs INDEXED BY jobs_media WHERE file_path IS NOT NULL AND finished_at < ?"
                 " AND state IN ({terminal}) ORDER BY finished_at"
             ),
             (self._clock() - older_than,),
