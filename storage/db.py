@@ -135,6 +135,11 @@ async def connect(path: Path) -> aiosqlite.Connection:
     except StorageError:
         await conn.close()
         raise
+    except sqlite3.OperationalError as err:
+        await conn.close()
+        if "locked" in str(err) or "busy" in str(err):
+            raise StorageError(f"database {path} is locked by another process: {_one_line(err)}") from err
+        raise StorageError(f"cannot use database {path}: {_one_line(err)}") from err
     except sqlite3.DatabaseError as err:
         await conn.close()
         raise StorageError(f"database {path} is unreadable or corrupt: {_one_line(err)}") from err

@@ -379,6 +379,15 @@ class Store:
         jobs = await self._jobs(_sql("SELECT {cols} FROM jobs WHERE id = ?"), (job_id,))
         return jobs[0] if jobs else None
 
+    async def group_jobs(self, job: Job) -> list[Job]:
+        """Every job of `job`'s group (one request with count > 1) in id order; just the job when ungrouped."""
+        if job.group_id is None:
+            current = await self.get_job(job.id)
+            return [current] if current is not None else []
+        return await self._jobs(
+            _sql("SELECT {cols} FROM jobs INDEXED BY jobs_group WHERE group_id = ? ORDER BY id"), (job.group_id,)
+        )
+
     async def transition(self, job_id: int, frm: JobState, to: JobState, **fields: object) -> Job | None:
         """Move a job from `frm` to `to` (setting `fields` too); None when it was not in `frm`."""
         frm, to = JobState(frm), JobState(to)
@@ -704,16 +713,17 @@ class Store:
             )
         return [float(r[0]) for r in rows]
 
-    async def media_to_prune(self, older_than: float) -> list[Job]:
-        """Finished jobs still holding a local file, finished more than `older_than` seconds ago.
+    async def media_to_prune(self, older_than: float, *, limit: int | None = None) -> list[Job]:
+        """Finished jobs still holding a local file, finished more than `older_than` seconds ago, oldest first.
 
         Delivered jobs mostly, but also failed or cancelled ones that had downloaded a file, so nothing
-        leaks. After deleting the file, clear it with ``update_job(id, file_path=None)``.
+        leaks. After deleting the file, clear it with ``update_job(id, file_path=None)``; that keeps the
+        index behind this query small.
         """
         return await self._jobs(
             _sql(
                 "SELECT {cols} FROM jobs INDEXED BY jobs_media WHERE file_path IS NOT NULL AND finished_at < ?"
-                " AND state IN ({terminal}) ORDER BY finished_at"
+                " AND state IN ({terminal}) ORDER BY finished_at LIMIT ?"
             ),
-            (self._clock() - older_than,),
+            (self._clock() - older_than, -1 if limit is None else limit),
         )

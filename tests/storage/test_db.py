@@ -79,7 +79,7 @@ async def test_fresh_file_gets_latest_schema_and_pragmas(tmp_path: Path) -> None
         await conn.close()
     names = {name for _, name, _ in schema(path)}
     assert {"jobs", "quota_overrides", "kv", "events", "events_no_update", "events_no_delete"} <= names
-    assert {"jobs_user_created", "jobs_state", "jobs_media"} <= names
+    assert {"jobs_user_created", "jobs_user_unfinished", "jobs_queued", "jobs_in_flight", "jobs_media"} <= names
 
 
 async def test_reopening_is_a_no_op_and_keeps_data(tmp_path: Path) -> None:
@@ -105,6 +105,30 @@ async def test_concurrent_first_opens_migrate_once(tmp_path: Path) -> None:
     finally:
         await asyncio.gather(*(s.close() for s in stores))
     assert user_version(path) == LATEST
+
+
+async def test_older_database_is_brought_forward_keeping_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "veo.sqlite3"
+    first = load_migrations()[:1]
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        assert await migrate(conn, path, first) == 1
+        await conn.execute(
+            "INSERT INTO jobs (user_id, channel_id, prompt, aspect, model, seed, created_at, updated_at)"
+            " VALUES (1, 2, 'old row', 'landscape', 'fast', 3, 10.0, 10.0)"
+        )
+    finally:
+        await conn.close()
+    assert user_version(path) == 1
+    store = await Store.open(path)
+    try:
+        job = await store.get_job(1)
+        assert job is not None
+        assert job.prompt == "old row"
+    finally:
+        await store.close()
+    assert user_version(path) == LATEST
+    assert "jobs_group" in {name for _, name, _ in schema(path)}
 
 
 async def test_failing_migration_rolls_back_entirely(tmp_path: Path) -> None:

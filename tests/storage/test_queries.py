@@ -219,6 +219,7 @@ async def test_media_to_prune(store: Store, clock: Clock) -> None:
     await store.update_job(old_delivered.id, file_path=None)
     assert [j.id for j in await store.media_to_prune(7 * day)] == [old_failed.id]
     assert [j.id for j in await store.media_to_prune(0.5 * day)] == [old_failed.id, recent.id]
+    assert [j.id for j in await store.media_to_prune(0.5 * day, limit=1)] == [old_failed.id]
 
 
 async def test_kv_settings(store: Store) -> None:

@@ -215,6 +215,11 @@ async def test_group_id_is_shared_only_by_multi_seed_requests(store: Store) -> N
     assert [j.seed for j in group] == [0, 1, 2, 3]
     assert single[0].group_id is None
     assert [e.kind for e in await store.events()] == ["created"] * 5
+    await store.transition(group[2].id, JobState.QUEUED, JobState.CANCELLED)
+    members = await store.group_jobs(group[2])
+    assert [j.id for j in members] == [j.id for j in group]
+    assert members[2].state is JobState.CANCELLED
+    assert [j.id for j in await store.group_jobs(single[0])] == [single[0].id]
 
 
 async def test_bad_requests_are_refused_before_touching_the_database(store: Store) -> None:
