@@ -19,7 +19,7 @@ import aiohttp
 
 from bot.flow import errors as fe
 from bot.flow.client import FlowClient
-from bot.flow.credentials import Credentials
+from bot.flow.credentials import CookieFile, Credentials
 from bot.flow.redact import mask_email
 from bot.logs import Redactor, setup_logging
 from bot.settings import ConfigError, Settings, load_settings
@@ -87,9 +87,11 @@ async def run_bot(settings: Settings, redactor: Redactor) -> int:
     settings.ensure_data_dir()
     token = settings.discord_token.get_secret_value()
     redactor.add_provider(lambda: [token])
-    async with flow_resources(settings, redactor) as res:
-        store = await Store.open(settings.database_path)
-        try:
+    # Validate before anything logs, so a configuration mistake is the only line printed.
+    await CookieFile.load(settings.flow_cookie_file)
+    store = await Store.open(settings.database_path)
+    try:
+        async with flow_resources(settings, redactor) as res:
             point_discord_at(settings)
             bot = VeoBot(
                 settings=settings, http_session=res.http, store=store, credentials=res.credentials, flow=res.flow
@@ -113,8 +115,8 @@ async def run_bot(settings: Settings, redactor: Redactor) -> int:
                 raise ConfigError("DISCORD_TOKEN was rejected by Discord; check the bot token") from None
             except discord.PrivilegedIntentsRequired:
                 raise ConfigError("Discord refused the gateway intents; check the bot's settings") from None
-        finally:
-            await store.close()
+    finally:
+        await store.close()
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 
@@ -11,6 +12,8 @@ from bot.messages import failure_text, pause_text
 from storage import Job, JobState, QuotaStatus
 
 PROMPT_PREVIEW = 300
+#: Discord's limit on message content.
+MAX_CONTENT = 2000
 #: Recovery after a long outage looks for this marker among the bot's recent messages.
 MARKER = "veo job {id}"
 
@@ -25,14 +28,37 @@ _STATE_LABELS: dict[JobState, str] = {
     JobState.CANCELLED: "🚫 cancelled",
     JobState.TIMED_OUT: "⌛ timed out",
 }
+#: Markdown that only counts at the start of a line (headers, quotes, lists, subtext).
+_LINE_START = ("#", ">", "-", "*", "+")
 
 
 def safe_prompt(prompt: str, limit: int = PROMPT_PREVIEW) -> str:
-    """User text made inert: no markdown, no mentions, bounded length."""
-    text = prompt if len(prompt) <= limit else prompt[: limit - 1] + "…"
+    """User text made inert: one line, no markdown, no mentions, at most `limit` characters before escaping."""
+    text = " ".join(prompt.split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
     text = discord.utils.escape_markdown(text, as_needed=False)
     text = discord.utils.escape_mentions(text)
-    return text.replace("\n", " ")
+    if text.startswith(_LINE_START):
+        text = "\\" + text
+    return text
+
+
+def fit(lines: Sequence[str], limit: int = MAX_CONTENT) -> str:
+    """Join whole lines within Discord's limit; what does not fit is summarised, never cut mid-line."""
+    text = "\n".join(lines)
+    if len(text) <= limit:
+        return text
+    out: list[str] = []
+    used = 0
+    for i, line in enumerate(lines):
+        summary = f"… and {len(lines) - i} more line(s)"
+        cost = len(line) + (1 if out else 0)
+        if used + cost + 1 + len(summary) > limit:
+            return "\n".join([*out, summary]) if out else line[: limit - 1] + "…"
+        out.append(line)
+        used += cost
+    return text[:limit]  # not reached: the whole text did not fit
 
 
 def marker(job: Job) -> str:
@@ -50,6 +76,12 @@ def duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
+def result_link(job: Job) -> str | None:
+    if job.state is not JobState.DELIVERED or not job.result_message_id:
+        return None
+    return f"https://discord.com/channels/{job.guild_id or '@me'}/{job.channel_id}/{job.result_message_id}"
+
+
 def job_line(job: Job, *, position: int | None = None, now: float | None = None, pause: str | None = None) -> str:
     """One job's state for a status message."""
     now = time.time() if now is None else now
@@ -61,12 +93,34 @@ def job_line(job: Job, *, position: int | None = None, now: float | None = None,
             extra += f" (on hold: {pause_text(pause)})"
     elif job.state is JobState.RUNNING:
         extra = f" — {duration(now - (job.submitted_at or job.created_at))} elapsed"
-    elif job.state is JobState.DELIVERED and job.result_message_id:
-        link = f"https://discord.com/channels/{job.guild_id or '@me'}/{job.channel_id}/{job.result_message_id}"
+    elif (link := result_link(job)) is not None:
         extra = f" — [result]({link})"
     elif job.state in (JobState.FAILED, JobState.TIMED_OUT):
         extra = f" — {failure_text(job.error_kind, job.error_message)}"
     return f"`#{job.id}` {label}{extra}"
+
+
+def estimate(
+    job: Job,
+    *,
+    position: int | None,
+    typical: float | None,
+    concurrency: int,
+    now: float,
+    pause: str | None = None,
+) -> str | None:
+    """A rough ETA from recent generation times: rounds of `concurrency` ahead in the queue, plus one."""
+    if job.state is JobState.QUEUED:
+        if pause:
+            return "no estimate while the queue is on hold"
+        if typical is None:
+            return "no estimate yet"
+        rounds = math.ceil((position or 1) / max(1, concurrency))
+        return f"estimate: ready in about {duration(typical * (rounds + 1))}"
+    if job.state in (JobState.SUBMITTING, JobState.RUNNING) and typical is not None:
+        left = typical - (now - (job.submitted_at or now))
+        return f"estimate: about {duration(left)} left" if left >= 1 else "estimate: any moment now"
+    return None
 
 
 def status_message(
@@ -83,34 +137,90 @@ def status_message(
         f"seed {', '.join(str(j.seed) for j in jobs)}\n> {safe_prompt(first.prompt)}"
     )
     lines = [job_line(j, position=(positions or {}).get(j.id), now=now, pause=pause) for j in jobs]
-    return "\n".join([head, *lines])[:2000]
+    return fit([head, *lines])
+
+
+def overview(
+    jobs: Sequence[Job],
+    *,
+    positions: dict[int, int],
+    quota: QuotaStatus,
+    typical: float | None,
+    concurrency: int,
+    pause: str | None = None,
+    now: float | None = None,
+) -> str:
+    """The `/veo status` answer: the user's jobs, the queue, an estimate and the quota."""
+    now = time.time() if now is None else now
+    lines = ["**Your Veo jobs**"]
+    if not jobs:
+        lines.append("No jobs yet. Start one with `/veo prompt`.")
+    for job in jobs:
+        position = positions.get(job.id)
+        line = job_line(job, position=position, now=now, pause=pause)
+        if job.state is JobState.QUEUED:
+            line += f" · waiting {duration(now - job.created_at)}"
+        eta = estimate(job, position=position, typical=typical, concurrency=concurrency, now=now, pause=pause)
+        if eta:
+            line += f" · {eta}"
+        lines.append(line)
+    footer = ["", f"Queue: {len(positions)} waiting." + (f" On hold: {pause_text(pause)}" if pause else "")]
+    if typical is not None:
+        footer.append(f"A video takes about {duration(typical)} once started.")
+    footer.append(quota_line(quota))
+    # the queue and quota lines matter most: keep them whole, shorten the job list instead
+    room = MAX_CONTENT - len("\n".join(footer)) - 1
+    return fit(lines, room) + "\n" + "\n".join(footer)
+
+
+def details(job: Job, *, position: int | None = None, now: float | None = None) -> str:
+    """One job in full, for `/veo status job` and the Details button."""
+    lines = [
+        f"**Job #{job.id}** — {job_line(job, position=position, now=now)}",
+        f"Model: {job.model} · aspect: {job.aspect} · seed: {job.seed}",
+        f"Prompt: {safe_prompt(job.prompt, 1500)}",
+        f"Created <t:{int(job.created_at)}:R>",
+    ]
+    if job.finished_at:
+        lines.append(f"Finished <t:{int(job.finished_at)}:R>")
+    if (link := result_link(job)) is not None:
+        lines.append(f"Result: {link}")
+    if job.state in (JobState.FAILED, JobState.TIMED_OUT):
+        lines.append(f"Why: {failure_text(job.error_kind, job.error_message)}")
+    return fit(lines)
 
 
 def result_message(job: Job) -> str:
-    return (
-        f"<@{job.user_id}> your video is ready · {job.model} · {job.aspect} · seed {job.seed}\n"
-        f"> {safe_prompt(job.prompt)}\n-# {marker(job)}"
-    )[:2000]
+    return fit(
+        [
+            f"<@{job.user_id}> your video is ready · {job.model} · {job.aspect} · seed {job.seed}",
+            f"> {safe_prompt(job.prompt)}",
+            f"-# {marker(job)}",
+        ]
+    )
 
 
 def failure_message(job: Job, text: str) -> str:
-    return (f"<@{job.user_id}> your video could not be made: {text}\n> {safe_prompt(job.prompt)}\n-# {marker(job)}")[
-        :2000
-    ]
+    return fit(
+        [f"<@{job.user_id}> your video could not be made: {text}", f"> {safe_prompt(job.prompt)}", f"-# {marker(job)}"]
+    )
 
 
 def too_big_message(job: Job, size: int, limit: int, link: str) -> str:
-    return (
-        f"<@{job.user_id}> your video is ready · {job.model} · {job.aspect} · seed {job.seed}\n"
-        f"> {safe_prompt(job.prompt)}\n"
-        f"The file is {size / 1048576:.1f} MiB, over this channel's {limit / 1048576:.0f} MiB upload limit, "
-        f"so here is a link instead (open it with the team's Flow account): {link}\n-# {marker(job)}"
-    )[:2000]
+    return fit(
+        [
+            f"<@{job.user_id}> your video is ready · {job.model} · {job.aspect} · seed {job.seed}",
+            f"> {safe_prompt(job.prompt)}",
+            f"The file is {size / 1048576:.1f} MiB, over this channel's {limit / 1048576:.0f} MiB upload limit, "
+            f"so here is a link instead (open it with the team's Flow account): {link}",
+            f"-# {marker(job)}",
+        ]
+    )
 
 
 def quota_line(quota: QuotaStatus) -> str:
     if quota.limit is None:
-        return "Quota: unlimited (admin)."
+        return f"Quota: unlimited (admin). Active: {quota.active}."
     text = f"Quota: {quota.remaining} of {quota.limit} videos left in the last 24 h"
     if quota.resets_at and quota.remaining is not None and quota.remaining < quota.limit:
         text += f"; the next one frees up <t:{int(quota.resets_at)}:R>"

@@ -6,6 +6,7 @@ configured admin ids on every call, because server admins can override Discord's
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import discord
@@ -21,6 +22,8 @@ from cogs.veo import is_admin
 if TYPE_CHECKING:
     from bot.app import VeoBot
 
+log = logging.getLogger(__name__)
+
 MAX_UPLOAD = 1024 * 1024
 
 
@@ -33,6 +36,9 @@ class Admin(commands.GroupCog, group_name="veo-admin", group_description="Veo bo
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
         if not is_admin(self.bot, interaction.user):
+            log.warning(
+                "refused /veo-admin for user %s (not in VEO_ADMIN_USER_IDS / VEO_ADMIN_ROLE_IDS)", interaction.user.id
+            )
             raise NotAdmin()
         return True
 
@@ -60,6 +66,7 @@ class Admin(commands.GroupCog, group_name="veo-admin", group_description="Veo bo
         try:
             if file is not None:
                 if file.size > MAX_UPLOAD:
+                    await self._log(interaction, "reload_refused", "too large")
                     raise UserFacingError(
                         "That file is over 1 MiB; a cookie export is much smaller. Nothing was changed."
                     )
@@ -67,10 +74,8 @@ class Admin(commands.GroupCog, group_name="veo-admin", group_description="Veo bo
                 await self.bot.credentials.replace(data)
             else:
                 await self.bot.credentials.reload()
-        except (fe.CookieFileError, fe.CredentialsError) as err:
-            await self._log(interaction, "reload_refused", type(err).__name__)
-            raise UserFacingError(f"{flow_error_text(err)} Nothing was changed.") from None
         except fe.FlowError as err:
+            # validated in full before anything is replaced: the cookie file and the live token are untouched
             await self._log(interaction, "reload_refused", type(err).__name__)
             raise UserFacingError(f"{flow_error_text(err)} Nothing was changed.") from None
         await self._log(interaction, "reload", "upload" if file else "file")
@@ -118,8 +123,10 @@ class Admin(commands.GroupCog, group_name="veo-admin", group_description="Veo bo
     async def quota(
         self, interaction: discord.Interaction, user: discord.User, daily: app_commands.Range[int, -1, 1000]
     ) -> None:
+        if not -1 <= daily <= 1000:
+            raise UserFacingError("`daily` must be 0 to 1000, or -1 to restore the default. Nothing was changed.")
         value = None if daily < 0 else daily
-        await self.bot.store.set_quota_override(user.id, value)
+        await self.bot.store.set_quota_override(user.id, value, actor_id=interaction.user.id)
         await self._log(interaction, "quota", f"user={user.id} daily={value}")
         text = (
             f"{user.mention} is back to the default quota ({self.bot.settings.veo_daily_quota} per 24 h)."

@@ -34,10 +34,16 @@ def user_text(error: BaseException) -> tuple[str, str | None]:
             return error.message, None
         case NotAdmin():
             return "Only the bot's admins can use this command.", None
-        case app_commands.TransformerError() | app_commands.errors.RangeError():
+        case app_commands.TransformerError():
             return "One of the options has a value this command does not accept. Check it and try again.", None
         case app_commands.CommandOnCooldown():
             return f"Slow down: try again in {error.retry_after:.0f}s.", None
+        case app_commands.BotMissingPermissions():
+            missing = ", ".join(p.replace("_", " ") for p in error.missing_permissions)
+            return (
+                f"The bot is missing permissions in this channel ({missing}). Ask a server admin to grant them.",
+                None,
+            )
         case app_commands.NoPrivateMessage():
             return "Use this command in a server channel.", None
         case app_commands.CheckFailure():
@@ -57,6 +63,8 @@ async def report(interaction: discord.Interaction, error: BaseException) -> None
         original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         command = interaction.command.qualified_name if interaction.command else interaction.data.get("custom_id", "?")  # type: ignore[union-attr]
         log.error("unexpected error %s in %s", error_id, command, exc_info=original)
+    if interaction.type is discord.InteractionType.autocomplete:
+        return  # an autocomplete can only answer with choices; Discord shows its own "loading failed"
     try:
         if interaction.response.is_done():
             await interaction.followup.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())

@@ -6,10 +6,11 @@ Flow call: the worker picks the jobs up from the store.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 import statistics
-import time
+import unicodedata
 from typing import TYPE_CHECKING, Literal
 
 import discord
@@ -18,7 +19,7 @@ from discord.ext import commands
 
 from bot import render
 from bot.errors import UserFacingError
-from bot.messages import failure_text, pause_text
+from bot.messages import pause_text
 from bot.worker import PAUSE_KEY
 from storage import ActiveLimitReached, Job, JobState, QuotaExceeded
 
@@ -26,8 +27,32 @@ if TYPE_CHECKING:
     from bot.app import VeoBot
 
 SEED_MAX = 2_147_483_647
+FOREIGN_CLICK = "Only the person who asked for this video, or an admin, can use its buttons. Nothing was changed."
 #: Characters that render as nothing; a prompt made only of them is empty.
-_INVISIBLE = re.compile(r"[\s\u200b-\u200f\u2060-\u2064\ufeff\u00ad]+")
+_BLANK_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+ASPECTS = ("landscape", "portrait")
+MODELS = ("fast", "quality")
+MAX_COUNT = 4
+
+
+def is_blank(text: str) -> bool:
+    """True when nothing would render: spaces, controls, zero-width and bidi marks, blank 'letters'."""
+    return all(c.isspace() or c in _BLANK_LETTERS or unicodedata.category(c) in _BLANK_CATEGORIES for c in text)
+
+
+def check_options(aspect: str, model: str, seed: int | None, count: int) -> None:
+    """discord.py does not enforce choices and ranges on what arrives: we do."""
+    if (
+        aspect not in ASPECTS
+        or model not in MODELS
+        or not 1 <= count <= MAX_COUNT
+        or not (seed is None or 0 <= seed <= SEED_MAX)
+    ):
+        raise UserFacingError(
+            "One of the options is not accepted: aspect is landscape or portrait, model is fast or quality, "
+            f"seed is 0 to {SEED_MAX}, count is 1 to {MAX_COUNT}. Nothing was queued."
+        )
 
 
 def member_role_ids(user: discord.abc.User) -> frozenset[int]:
@@ -58,15 +83,15 @@ def quota_refusal(err: QuotaExceeded | ActiveLimitReached) -> str:
 
 async def create_jobs(
     bot: VeoBot, interaction: discord.Interaction, *, prompt: str, aspect: str, model: str, seeds: list[int]
-) -> list[Job]:
-    """Queue jobs for the interaction's user, or raise a UserFacingError that changes nothing."""
+) -> tuple[list[Job], dict[int, int]]:
+    """Queue jobs for the interaction's user (with their queue positions), or refuse and change nothing."""
     paused = await bot.store.kv_get(PAUSE_KEY)
     if paused:
         raise UserFacingError(f"The queue is on hold: {pause_text(paused)} Nothing was queued; try again later.")
     if interaction.channel_id is None:
         raise UserFacingError("Use this command in a server channel.")
     try:
-        return await bot.store.create_jobs(
+        return await bot.store.create_jobs_with_positions(
             user_id=interaction.user.id,
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
@@ -82,42 +107,59 @@ async def create_jobs(
         raise UserFacingError(quota_refusal(err)) from None
 
 
-async def announce(bot: VeoBot, interaction: discord.Interaction, jobs: list[Job]) -> None:
-    """Answer with the live status message and remember its id for later edits."""
-    positions = await bot.store.queue_positions()
-    response = await interaction.response.send_message(
-        render.status_message(jobs, positions=positions),
-        view=status_view(jobs),
-        allowed_mentions=discord.AllowedMentions.none(),
+#: Answer no later than this after Discord created the interaction (it drops answers after 3 s): when the
+#: store is slow (a burst of commands), defer first and finish with an edit.
+ACK_DEADLINE = 1.5
+
+
+async def queue_and_announce(
+    bot: VeoBot, interaction: discord.Interaction, *, prompt: str, aspect: str, model: str, seeds: list[int]
+) -> None:
+    """Queue the jobs and answer with the live status message, within Discord's deadline whatever the load."""
+    creating = asyncio.ensure_future(
+        create_jobs(bot, interaction, prompt=prompt, aspect=aspect, model=model, seeds=seeds)
     )
-    message_id = response.message_id
-    if message_id is None:
-        message_id = (await interaction.original_response()).id
-    for job in jobs:
-        await bot.store.update_job(job.id, status_message_id=message_id)
+    age = (discord.utils.utcnow() - interaction.created_at).total_seconds()
+    done, _ = await asyncio.wait({creating}, timeout=max(0.0, ACK_DEADLINE - age))
+    deferred = not done
+    if deferred:
+        # Private "thinking…": a refusal can still be private; a success is posted to the channel.
+        await interaction.response.defer(ephemeral=True, thinking=True)
+    try:
+        jobs, positions = await creating
+    except UserFacingError as refusal:
+        if not deferred:
+            raise
+        await interaction.edit_original_response(content=refusal.message)
+        return
+    content = render.status_message(jobs, positions=positions)
+    view = status_view(jobs)
+    mentions = discord.AllowedMentions.none()
+    if deferred:
+        channel = bot.get_partial_messageable(interaction.channel_id or 0, guild_id=interaction.guild_id)
+        message = await channel.send(content, view=view, allowed_mentions=mentions)
+        message_id = message.id
+        await interaction.edit_original_response(content=f"Queued: {message.jump_url}")
+    else:
+        response = await interaction.response.send_message(content, view=view, allowed_mentions=mentions)
+        message_id = response.message_id or (await interaction.original_response()).id
+    await bot.store.set_status_message([job.id for job in jobs], message_id)
     bot.worker.wake()
 
 
-async def owned_job(bot: VeoBot, interaction: discord.Interaction, job_id: int) -> Job:
+async def owned_job(bot: VeoBot, interaction: discord.Interaction, job_id: int, *, refusal: str | None = None) -> Job:
     """The job when the user owns it or is an admin; otherwise a refusal that reveals nothing."""
     job = await bot.store.get_job(job_id)
     if job is None or (job.user_id != interaction.user.id and not is_admin(bot, interaction.user)):
-        raise UserFacingError(f"You have no job `#{job_id}`. See `/veo status` for yours.")
+        raise UserFacingError(refusal or f"You have no job `#{job_id}`. See `/veo status` for yours.")
     return job
 
 
-def job_details(job: Job, *, position: int | None = None) -> str:
-    lines = [
-        f"**Job #{job.id}** — {render.job_line(job, position=position)}",
-        f"Model: {job.model} · aspect: {job.aspect} · seed: {job.seed}",
-        f"Prompt: {render.safe_prompt(job.prompt, 1500)}",
-        f"Created <t:{int(job.created_at)}:R>",
-    ]
-    if job.finished_at:
-        lines.append(f"Finished <t:{int(job.finished_at)}:R>")
-    if job.state in (JobState.FAILED, JobState.TIMED_OUT):
-        lines.append(f"Why: {failure_text(job.error_kind, job.error_message)}")
-    return "\n".join(lines)[:2000]
+def new_seed(old: int) -> int:
+    """A random seed that differs from the one being retried."""
+    while (seed := seeds_for(None, 1)[0]) == old:
+        pass
+    return seed
 
 
 class JobButton(
@@ -148,17 +190,16 @@ class JobButton(
     async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
         bot: VeoBot = interaction.client  # type: ignore[assignment]
         try:
-            job = await owned_job(bot, interaction, self.job_id)
+            job = await owned_job(bot, interaction, self.job_id, refusal=FOREIGN_CLICK)
             if self.action == "cancel":
                 await interaction.response.send_message(await cancel_text(bot, interaction, job), ephemeral=True)
             elif self.action == "details":
                 position = await bot.store.queue_position(job.id)
-                await interaction.response.send_message(job_details(job, position=position), ephemeral=True)
+                await interaction.response.send_message(render.details(job, position=position), ephemeral=True)
             else:
-                jobs = await create_jobs(
-                    bot, interaction, prompt=job.prompt, aspect=job.aspect, model=job.model, seeds=seeds_for(None, 1)
+                await queue_and_announce(
+                    bot, interaction, prompt=job.prompt, aspect=job.aspect, model=job.model, seeds=[new_seed(job.seed)]
                 )
-                await announce(bot, interaction, jobs)
         except Exception as err:
             from cogs.errors import report
 
@@ -187,9 +228,13 @@ async def cancel_text(bot: VeoBot, interaction: discord.Interaction, job: Job) -
     was = job.state
     cancelled = await bot.worker.cancel(job, actor_id=interaction.user.id)
     if cancelled is None:
-        if job.state is JobState.CANCELLED:
+        fresh = await bot.store.get_job(job.id) or job
+        if fresh.state is JobState.CANCELLED:
             return f"Job `#{job.id}` is already cancelled."
-        return f"Job `#{job.id}` is already {job.state.value.replace('_', ' ')}; it can no longer be cancelled."
+        return (
+            f"Too late: job `#{job.id}` is already {fresh.state.value.replace('_', ' ')}, "
+            "so it can no longer be cancelled."
+        )
     if was is JobState.QUEUED:
         return f"Cancelled job `#{job.id}`. It does not count against your quota."
     return (
@@ -220,9 +265,10 @@ class Veo(commands.GroupCog, group_name="veo", group_description="Generate video
         seed: app_commands.Range[int, 0, SEED_MAX] | None = None,
         count: app_commands.Range[int, 1, 4] = 1,
     ) -> None:
+        check_options(aspect, model, seed, count)
         limit = self.bot.settings.veo_max_prompt
         prompt = text.strip()
-        if not _INVISIBLE.sub("", prompt):
+        if is_blank(prompt):
             raise UserFacingError(
                 "Your prompt is empty. Describe the video you want, e.g. `/veo prompt text: a red fox running in snow`."
             )
@@ -230,10 +276,9 @@ class Veo(commands.GroupCog, group_name="veo", group_description="Generate video
             raise UserFacingError(
                 f"Your prompt is {len(prompt)} characters; the limit is {limit}. Shorten it and try again."
             )
-        jobs = await create_jobs(
+        await queue_and_announce(
             self.bot, interaction, prompt=prompt, aspect=aspect, model=model, seeds=seeds_for(seed, count)
         )
-        await announce(self.bot, interaction, jobs)
 
     @app_commands.command(name="status", description="Your jobs, the queue and your remaining quota")
     @app_commands.describe(job="One job's details (optional)")
@@ -242,7 +287,7 @@ class Veo(commands.GroupCog, group_name="veo", group_description="Generate video
         if job is not None:
             found = await owned_job(self.bot, interaction, job)
             position = await store.queue_position(found.id)
-            await interaction.response.send_message(job_details(found, position=position), ephemeral=True)
+            await interaction.response.send_message(render.details(found, position=position), ephemeral=True)
             return
         settings = self.bot.settings
         user_id = interaction.user.id
@@ -256,21 +301,15 @@ class Veo(commands.GroupCog, group_name="veo", group_description="Generate video
         )
         paused = await store.kv_get(PAUSE_KEY)
         durations = await store.recent_durations(20)
-        now = time.time()
-        lines = ["**Your Veo jobs**"]
-        if not jobs:
-            lines.append("No jobs yet. Start one with `/veo prompt`.")
-        for j in jobs:
-            line = render.job_line(j, position=positions.get(j.id), now=now, pause=paused)
-            if j.state is JobState.QUEUED:
-                line += f" · waiting {render.duration(now - j.created_at)}"
-            lines.append(line)
-        lines.append("")
-        lines.append(f"Queue: {len(positions)} waiting." + (f" On hold: {pause_text(paused)}" if paused else ""))
-        if durations:
-            lines.append(f"A video takes about {render.duration(statistics.median(durations))} once started.")
-        lines.append(render.quota_line(quota))
-        await interaction.response.send_message("\n".join(lines)[:2000], ephemeral=True)
+        text = render.overview(
+            jobs,
+            positions=positions,
+            quota=quota,
+            typical=statistics.median(durations) if durations else None,
+            concurrency=settings.flow_max_concurrent,
+            pause=paused,
+        )
+        await interaction.response.send_message(text, ephemeral=True)
 
     @app_commands.command(name="cancel", description="Cancel one of your jobs")
     @app_commands.describe(job="The job id (see /veo status)")

@@ -73,6 +73,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
@@ -207,6 +208,21 @@ def _set_clause(columns: Iterable[str]) -> str:
     return ", ".join(f"{column} = ?" for column in columns)
 
 
+@dataclass(slots=True, eq=False)
+class _CreateRequest:
+    user_id: int
+    guild_id: int | None
+    channel_id: int
+    prompt: str
+    aspect: str
+    model: str
+    seeds: list[int]
+    daily_quota: int
+    max_active: int
+    unlimited: bool
+    future: asyncio.Future[tuple[list[Job], dict[int, int]]]
+
+
 class Store:
     """Durable jobs, quotas, settings and the audit log on one SQLite file."""
 
@@ -215,6 +231,9 @@ class Store:
         self._path = path
         self._clock = clock
         self._lock = asyncio.Lock()
+        self._kv_cache: dict[str, str | None] = {}
+        self._create_queue: list[_CreateRequest] = []
+        self._create_drainer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path, *, clock: Callable[[], float] = time.time) -> Store:
@@ -335,45 +354,165 @@ class Store:
         unlimited: bool = False,
     ) -> list[Job]:
         """Queue one job per seed (shared group_id when several), all or nothing, within quota and limit."""
+        jobs, _positions = await self.create_jobs_with_positions(
+            user_id=user_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            prompt=prompt,
+            aspect=aspect,
+            model=model,
+            seeds=seeds,
+            daily_quota=daily_quota,
+            max_active=max_active,
+            unlimited=unlimited,
+        )
+        return jobs
+
+    async def create_jobs_with_positions(
+        self,
+        *,
+        user_id: int,
+        guild_id: int | None,
+        channel_id: int,
+        prompt: str,
+        aspect: str,
+        model: str,
+        seeds: list[int],
+        daily_quota: int,
+        max_active: int,
+        unlimited: bool = False,
+    ) -> tuple[list[Job], dict[int, int]]:
+        """`create_jobs`, also returning the new jobs' queue positions: all a command needs in one call.
+
+        Concurrent callers are committed together (group commit): every request waiting when a transaction
+        starts is checked and inserted in it, in arrival order, so each still sees the ones before it (the
+        quota race stays exact) while a burst of commands costs one transaction and one fsync, not one each.
+        """
         if not seeds:
             raise ValueError("at least one seed is required")
-        aspect_value = Aspect(aspect).value
-        model_value = ModelTier(model).value
-        wanted = len(seeds)
-        async with self._write() as conn:
-            now = self._clock()
-            status = await self._quota_status(conn, user_id, daily_quota, max_active, unlimited, now)
-            if not unlimited:
-                if status.remaining is not None and wanted > status.remaining:
-                    raise QuotaExceeded(status, wanted)
-                if status.max_active is not None and status.active + wanted > status.max_active:
-                    raise ActiveLimitReached(status, wanted)
-            ids: list[int] = []
-            for seed in seeds:
-                row = await self._one(
-                    conn,
-                    "INSERT INTO jobs (user_id, guild_id, channel_id, prompt, aspect, model, seed, state,"
-                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING id",
-                    (user_id, guild_id, channel_id, prompt, aspect_value, model_value, int(seed), now, now),
-                )
-                assert row is not None
-                ids.append(int(row[0]))
-            id_list = json.dumps(ids)
-            if wanted > 1:
-                await conn.execute(
-                    "UPDATE jobs SET group_id = ? WHERE id IN (SELECT value FROM json_each(?))",
-                    (ids[0], id_list),
-                )
-            await conn.executemany(
-                "INSERT INTO events (at, kind, job_id, actor_id, detail) VALUES (?, 'created', ?, ?, ?)",
-                [(now, job_id, user_id, f"seed {seed}") for job_id, seed in zip(ids, seeds, strict=True)],
-            )
-            rows = await self._rows(
+        request = _CreateRequest(
+            user_id=user_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            prompt=prompt,
+            aspect=Aspect(aspect).value,
+            model=ModelTier(model).value,
+            seeds=[int(seed) for seed in seeds],
+            daily_quota=daily_quota,
+            max_active=max_active,
+            unlimited=unlimited,
+            future=asyncio.get_running_loop().create_future(),
+        )
+        self._create_queue.append(request)
+        if self._create_drainer is None or self._create_drainer.done():
+            self._create_drainer = asyncio.create_task(self._drain_creates(), name="store-create-jobs")
+        try:
+            return await asyncio.shield(request.future)
+        except asyncio.CancelledError:
+            # Not yet taken into a transaction: withdraw it. Already in one: it commits with its batch.
+            if request in self._create_queue:
+                self._create_queue.remove(request)
+            raise
+
+    async def _drain_creates(self) -> None:
+        while self._create_queue:
+            batch: list[_CreateRequest] = []
+            outcomes: list[tuple[_CreateRequest, list[int] | BaseException]] = []
+            try:
+                async with self._write() as conn:
+                    # Taken under the lock: everything that queued up meanwhile joins this transaction.
+                    batch, self._create_queue = self._create_queue, []
+                    now = self._clock()
+                    for request in batch:
+                        try:
+                            outcomes.append((request, await self._insert_jobs(conn, request, now)))
+                        except (QuotaExceeded, ActiveLimitReached) as refusal:
+                            outcomes.append((request, refusal))
+                    created = [i for _, ids in outcomes if isinstance(ids, list) for i in ids]
+                    id_list = json.dumps(created)
+                    rows = await self._rows(
+                        conn, _sql("SELECT {cols} FROM jobs WHERE id IN (SELECT value FROM json_each(?))"), (id_list,)
+                    )
+                    position_rows = await self._rows(
+                        conn,
+                        _sql(
+                            "SELECT id, position FROM ({fair}) WHERE id IN (SELECT value FROM json_each(?))",
+                            fair=_FAIR_QUEUE_SQL,
+                        ),
+                        (id_list,),
+                    )
+            except BaseException as err:  # nothing was committed: every request in the batch fails alike
+                for request in batch:
+                    if request.future.done():
+                        continue
+                    if isinstance(err, Exception):
+                        request.future.set_exception(err)
+                    else:
+                        request.future.cancel()
+                if not isinstance(err, Exception):
+                    for request in self._create_queue:
+                        request.future.cancel()
+                    self._create_queue = []
+                    raise
+                continue
+            jobs = {int(r["id"]): _job(r) for r in rows}
+            positions = {int(r[0]): int(r[1]) for r in position_rows}
+            for request, result in outcomes:
+                if request.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    request.future.set_exception(result)
+                else:
+                    request.future.set_result(
+                        ([jobs[i] for i in result], {i: positions[i] for i in result if i in positions})
+                    )
+
+    async def _insert_jobs(self, conn: aiosqlite.Connection, request: _CreateRequest, now: float) -> list[int]:
+        wanted = len(request.seeds)
+        status = await self._quota_status(
+            conn, request.user_id, request.daily_quota, request.max_active, request.unlimited, now
+        )
+        if not request.unlimited:
+            if status.remaining is not None and wanted > status.remaining:
+                raise QuotaExceeded(status, wanted)
+            if status.max_active is not None and status.active + wanted > status.max_active:
+                raise ActiveLimitReached(status, wanted)
+        ids: list[int] = []
+        for seed in request.seeds:
+            row = await self._one(
                 conn,
-                _sql("SELECT {cols} FROM jobs WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id"),
-                (id_list,),
+                "INSERT INTO jobs (user_id, guild_id, channel_id, prompt, aspect, model, seed, state, group_id,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?) RETURNING id",
+                (
+                    request.user_id,
+                    request.guild_id,
+                    request.channel_id,
+                    request.prompt,
+                    request.aspect,
+                    request.model,
+                    seed,
+                    ids[0] if ids else None,
+                    now,
+                    now,
+                ),
             )
-        return [_job(r) for r in rows]
+            assert row is not None
+            ids.append(int(row[0]))
+        if wanted > 1:
+            await conn.execute("UPDATE jobs SET group_id = ? WHERE id = ?", (ids[0], ids[0]))
+        await conn.executemany(
+            "INSERT INTO events (at, kind, job_id, actor_id, detail) VALUES (?, 'created', ?, ?, ?)",
+            [(now, job_id, request.user_id, f"seed {seed}") for job_id, seed in zip(ids, request.seeds, strict=True)],
+        )
+        return ids
+
+    async def set_status_message(self, job_ids: list[int], message_id: int) -> None:
+        """Remember the status message of a command's jobs, in one statement."""
+        async with self._lock:
+            await self._require().execute(
+                "UPDATE jobs SET status_message_id = ?, updated_at = ? WHERE id IN (SELECT value FROM json_each(?))",
+                (message_id, self._clock(), json.dumps(job_ids)),
+            )
 
     async def get_job(self, job_id: int) -> Job | None:
         jobs = await self._jobs(_sql("SELECT {cols} FROM jobs WHERE id = ?"), (job_id,))
@@ -657,8 +796,14 @@ class Store:
     # -- settings and audit log -----------------------------------------------------------------------------
 
     async def kv_get(self, key: str) -> str | None:
+        """A setting. Cached after the first read: this process is the database's only writer of settings,
+        and hot paths (every command checks whether the queue is paused) then skip the connection."""
+        if key in self._kv_cache:
+            return self._kv_cache[key]
         value = await self._scalar("SELECT value FROM kv WHERE key = ?", (key,))
-        return str(value) if value is not None else None
+        result = str(value) if value is not None else None
+        self._kv_cache[key] = result
+        return result
 
     async def kv_set(self, key: str, value: str | None) -> None:
         """Set a setting; None removes it."""
@@ -672,6 +817,7 @@ class Store:
                     " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                     (key, value, self._clock()),
                 )
+            self._kv_cache[key] = value
 
     async def log_event(
         self, kind: str, *, job_id: int | None = None, actor_id: int | None = None, detail: str = ""

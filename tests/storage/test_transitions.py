@@ -16,6 +16,7 @@ from storage import (
     ALLOWED_TRANSITIONS,
     TERMINAL_STATES,
     UPDATABLE_COLUMNS,
+    ActiveLimitReached,
     InvalidTransition,
     Job,
     JobState,
@@ -316,3 +317,42 @@ async def test_callers_cancelled_at_random_points_leave_consistent_data(store: S
     await new_job(store)
     created = [e for e in await store.events(limit=1000) if e.kind == "created"]
     assert (await store.stats())["total"] == len(created) >= 1
+
+
+async def test_a_burst_of_commands_is_committed_together_with_positions(store: Store) -> None:
+    async def one(user_id: int) -> tuple[list[Job], dict[int, int]]:
+        return await store.create_jobs_with_positions(
+            user_id=user_id,
+            guild_id=10,
+            channel_id=20,
+            prompt="p",
+            aspect="landscape",
+            model="fast",
+            seeds=[1, 2],
+            daily_quota=10,
+            max_active=2,
+        )
+
+    results = await asyncio.gather(*(one(u) for u in range(1, 31)))
+    all_ids = [j.id for jobs, _ in results for j in jobs]
+    assert len(all_ids) == len(set(all_ids)) == 60
+    expected = await store.queue_positions()
+    for jobs, positions in results:
+        assert {j.id for j in jobs} == set(positions)
+        assert jobs[0].group_id == jobs[0].id == jobs[1].group_id
+        for job in jobs:
+            assert positions[job.id] == expected[job.id]
+    # the second request of a user in the same burst sees the first one's jobs
+    refused = await asyncio.gather(one(1), one(1), return_exceptions=True)
+    assert all(isinstance(r, ActiveLimitReached) for r in refused)
+
+
+async def test_a_create_cancelled_before_its_transaction_creates_nothing(store: Store) -> None:
+    async with store._lock:  # hold the connection so the request waits in the queue
+        task = asyncio.create_task(new_job(store))
+        await asyncio.sleep(0)
+        task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (await store.stats())["total"] == 0
+    assert (await new_job(store)).id > 0
