@@ -2,8 +2,8 @@
 
 Run: ``.venv/bin/python bench/status.py [--jobs 100000] [--runs 5] [--iterations 300]``
 
-"Status" is what `cogs/veo.py` runs for `/veo status`: user_jobs(10), queue_positions(), quota_status(),
-kv_get(queue_paused) and recent_durations(20), through the real `Store`. A transition is queued -> submitting
+"Status" is what `cogs/veo.py` runs for `/veo status`: user_overview() (one snapshot: the user's jobs, their
+positions, the queue length, quota and recent durations) and kv_get(queue_paused), through the real `Store`. A transition is queued -> submitting
 and back (each one conditional UPDATE + event insert in BEGIN IMMEDIATE, committed with synchronous=FULL).
 The baseline replays exactly the statements the Store sent (captured with SQLite's trace hook, bound values
 included) on a copy of the database whose job indexes were dropped, with the store's `INDEXED BY` clauses
@@ -86,11 +86,8 @@ async def main() -> None:
 
             def status(user: int) -> Callable[[], Awaitable[object]]:
                 async def run() -> None:
-                    await store.user_jobs(user, limit=10)
-                    await store.queue_positions()
-                    await store.quota_status(user, daily_quota=10, max_active=2)
+                    await store.user_overview(user, daily_quota=10, max_active=2)
                     await store.kv_get(PAUSE_KEY)
-                    await store.recent_durations(20)
 
                 return run
 

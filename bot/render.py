@@ -149,6 +149,7 @@ def overview(
     concurrency: int,
     pause: str | None = None,
     now: float | None = None,
+    queued: int | None = None,
 ) -> str:
     """The `/veo status` answer: the user's jobs, the queue, an estimate and the quota."""
     now = time.time() if now is None else now
@@ -164,7 +165,8 @@ def overview(
         if eta:
             line += f" · {eta}"
         lines.append(line)
-    footer = ["", f"Queue: {len(positions)} waiting." + (f" On hold: {pause_text(pause)}" if pause else "")]
+    waiting = len(positions) if queued is None else queued
+    footer = ["", f"Queue: {waiting} waiting." + (f" On hold: {pause_text(pause)}" if pause else "")]
     if typical is not None:
         footer.append(f"A video takes about {duration(typical)} once started.")
     footer.append(quota_line(quota))

@@ -290,22 +290,19 @@ class Veo(commands.GroupCog, group_name="veo", group_description="Generate video
             await interaction.response.send_message(render.details(found, position=position), ephemeral=True)
             return
         settings = self.bot.settings
-        user_id = interaction.user.id
-        jobs = await store.user_jobs(user_id, limit=10)
-        positions = await store.queue_positions()
-        quota = await store.quota_status(
-            user_id,
+        view = await store.user_overview(
+            interaction.user.id,
             daily_quota=settings.veo_daily_quota,
             max_active=settings.veo_max_active_per_user,
             unlimited=is_admin(self.bot, interaction.user),
         )
         paused = await store.kv_get(PAUSE_KEY)
-        durations = await store.recent_durations(20)
         text = render.overview(
-            jobs,
-            positions=positions,
-            quota=quota,
-            typical=statistics.median(durations) if durations else None,
+            view.jobs,
+            positions=view.positions,
+            queued=view.queued,
+            quota=view.quota,
+            typical=statistics.median(view.durations) if view.durations else None,
             concurrency=settings.flow_max_concurrent,
             pause=paused,
         )

@@ -208,6 +208,17 @@ def _set_clause(columns: Iterable[str]) -> str:
     return ", ".join(f"{column} = ?" for column in columns)
 
 
+@dataclass(slots=True, frozen=True)
+class Overview:
+    """A user's view of the queue: their jobs, their queued jobs' positions, the queue length, their quota."""
+
+    jobs: list[Job]
+    positions: dict[int, int]
+    queued: int
+    quota: QuotaStatus
+    durations: list[float]
+
+
 @dataclass(slots=True, eq=False)
 class _CreateRequest:
     user_id: int
@@ -698,6 +709,56 @@ class Store:
                     (user_id, limit - len(rows)),
                 )
         return [_job(r) for r in rows]
+
+    async def user_overview(
+        self, user_id: int, *, daily_quota: int, max_active: int, unlimited: bool = False, limit: int = 10
+    ) -> Overview:
+        """Everything `/veo status` shows, read from one snapshot in one call (it is the hottest read)."""
+        async with self._read() as conn:
+            rows = await self._rows(
+                conn,
+                _sql(
+                    "SELECT {cols} FROM jobs INDEXED BY jobs_user_unfinished"
+                    " WHERE user_id = ? AND state IN ({unfinished}) ORDER BY id LIMIT ?"
+                ),
+                (user_id, limit),
+            )
+            if len(rows) < limit:
+                rows += await self._rows(
+                    conn,
+                    _sql(
+                        "SELECT {cols} FROM jobs INDEXED BY jobs_user_created"
+                        " WHERE user_id = ? AND state IN ({terminal}) ORDER BY created_at DESC, id DESC LIMIT ?"
+                    ),
+                    (user_id, limit - len(rows)),
+                )
+            jobs = [_job(r) for r in rows]
+            queued_ids = json.dumps([j.id for j in jobs if j.state is JobState.QUEUED])
+            positions: dict[int, int] = {}
+            queued = 0
+            if queued_ids != "[]":
+                for r in await self._rows(
+                    conn,
+                    _sql(
+                        "SELECT id, position FROM ({fair}) WHERE id IN (SELECT value FROM json_each(?))",
+                        fair=_FAIR_QUEUE_SQL,
+                    ),
+                    (queued_ids,),
+                ):
+                    positions[int(r[0])] = int(r[1])
+            count = await self._one(conn, "SELECT COUNT(*) FROM jobs WHERE state = 'queued'")
+            queued = int(count[0]) if count else 0
+            quota = await self._quota_status(conn, user_id, daily_quota, max_active, unlimited, self._clock())
+            durations = [
+                float(r[0])
+                for r in await self._rows(
+                    conn,
+                    "SELECT finished_at - submitted_at FROM jobs INDEXED BY jobs_state_finished"
+                    " WHERE state = 'delivered' AND submitted_at IS NOT NULL AND finished_at IS NOT NULL"
+                    " ORDER BY finished_at DESC LIMIT 20",
+                )
+            ]
+        return Overview(jobs=jobs, positions=positions, queued=queued, quota=quota, durations=durations)
 
     async def recent_user_jobs(self, user_id: int, query: str = "", limit: int = 25) -> list[Job]:
         """A user's jobs, newest first, whose id starts with or prompt contains `query` (for autocomplete)."""

@@ -231,3 +231,19 @@ async def test_kv_settings(store: Store) -> None:
     await store.kv_set("queue_paused", None)
     assert await store.kv_get("queue_paused") is None
     await store.kv_set("absent", None)
+
+
+async def test_user_overview_matches_the_separate_queries(store: Store, clock: Clock) -> None:
+    await queue(store, 1, 3)
+    mine = await queue(store, 2, 4)
+    await advance(store, mine[0], *TO_DELIVERED)
+    clock.now += 60
+    overview = await store.user_overview(2, daily_quota=10, max_active=5)
+    assert [j.id for j in overview.jobs] == [j.id for j in await store.user_jobs(2)]
+    everything = await store.queue_positions()
+    assert overview.positions == {j.id: everything[j.id] for j in mine[1:]}
+    assert overview.queued == len(everything) == 6
+    assert overview.quota == await store.quota_status(2, daily_quota=10, max_active=5)
+    assert overview.durations == await store.recent_durations(20)
+    empty = await store.user_overview(3, daily_quota=10, max_active=5)
+    assert (empty.jobs, empty.positions, empty.queued) == ([], {}, 6)
