@@ -4,7 +4,8 @@ Run: ``.venv/bin/python bench/status.py [--jobs 100000] [--runs 5] [--iterations
 
 "Status" is what `cogs/veo.py` runs for `/veo status`: user_overview() (one snapshot: the user's jobs, their
 positions, the queue length, quota and recent durations) and kv_get(queue_paused), through the real `Store`.
-A transition is queued -> submitting and back (each one conditional UPDATE + event insert in BEGIN IMMEDIATE, committed with synchronous=FULL).
+A transition is queued -> submitting and back (each one conditional UPDATE + event insert in BEGIN
+IMMEDIATE, committed with synchronous=FULL).
 The baseline replays exactly the statements the Store sent (captured with SQLite's trace hook, bound values
 included) on a copy of the database whose job indexes were dropped, with the store's `INDEXED BY` clauses
 removed (SQLite refuses `INDEXED BY` a missing index). Figures are the median over runs of each run's p50/p99.
