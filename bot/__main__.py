@@ -54,6 +54,7 @@ async def flow_resources(settings: Settings, redactor: Redactor) -> AsyncIterato
             http,
             labs_base=settings.flow_labs_base,
             refresh_margin=settings.flow_token_refresh_margin,
+            request_timeout=settings.flow_http_timeout,
         )
         redactor.add_provider(credentials.secret_values)
         await credentials.load()

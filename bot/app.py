@@ -48,6 +48,8 @@ class VeoBot(commands.Bot):
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            # A team bot sits in a few guilds: don't wait discord.py's default 2 s for more GUILD_CREATEs.
+            guild_ready_timeout=0.5,
         )
         self.settings = settings
         self.http_session = http_session

@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ import discord
 from bot import render
 from bot.logs import job_logger
 from bot.worker import DeliveryFailed
-from storage import Job, Store
+from storage import Job, JobState, Store
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 STATUS_EDIT_INTERVAL = 10.0
-HISTORY_SCAN = 100
+#: How far before the recorded start of a post the marker search begins (clock skew, rounding).
+SEARCH_SLACK = 60.0
 
 
 def only_user(user_id: int) -> discord.AllowedMentions:
@@ -59,7 +61,11 @@ class DiscordDelivery:
         self.status_views = status_views
         self.clock = clock
         self._last_edit: dict[int, float] = {}
-        self._pending_edit: dict[int, asyncio.Task[None]] = {}
+        self._dirty: dict[int, Job] = {}
+        self._forced: set[int] = set()
+        self._editors: dict[int, asyncio.Task[None]] = {}
+        self._kicks: dict[int, asyncio.Event] = {}
+        self._next_round: dict[int, asyncio.Future[None]] = {}
 
     # --- results -------------------------------------------------------------------------------------
 
@@ -89,7 +95,7 @@ class DiscordDelivery:
                 )
                 return message.id
             except DeliveryFailed as err:
-                if "413" not in str(err):
+                if err.status != 413:
                     raise
                 job_logger(log, job.id).info("Discord refused the upload as too large; posting a link")
         message = await self._send(
@@ -120,52 +126,98 @@ class DiscordDelivery:
         except discord.HTTPException as err:
             # discord.py already retried 429s and 5xx; what is left is final for this attempt.
             permanent = err.status in (400, 401, 403, 404)
-            raise DeliveryFailed(f"Discord answered {err.status} (code {err.code})", permanent=permanent) from err
+            raise DeliveryFailed(
+                f"Discord answered {err.status} (code {err.code})", permanent=permanent, status=err.status
+            ) from err
         except (aiohttp.ClientError, OSError, TimeoutError) as err:
             raise DeliveryFailed(f"network error: {type(err).__name__}", permanent=False) from err
 
     async def find_posted(self, job: Job) -> int | None:
-        """Our earlier post of this job among the channel's recent messages, if any."""
+        """Our post of this job since its posting began, if any; DeliveryFailed when history cannot be read.
+
+        The search is complete, not "recent": every message after the post began (less a minute of clock skew),
+        however many others were posted since. Not knowing must not read as "not posted" (a second post).
+        """
         me = self.client.user
-        mark = re.compile(rf"\b{re.escape(render.marker(job))}\b")
+        mark = re.compile(rf"\b{re.escape(render.marker(job))}(?!\d)")
+        started = job.delivering_at if job.state is JobState.DELIVERING else job.notice_at
+        since = (started if started is not None else job.created_at) - SEARCH_SLACK
+        after = discord.Object(discord.utils.time_snowflake(datetime.fromtimestamp(max(since, 0), UTC)))
         channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         try:
-            async for message in channel.history(limit=HISTORY_SCAN):
+            async for message in channel.history(limit=None, after=after, oldest_first=True):
                 if (me is None or message.author.id == me.id) and mark.search(message.content):
                     return message.id
-        except (discord.HTTPException, aiohttp.ClientError) as err:
-            job_logger(log, job.id).warning("could not scan channel history: %s", type(err).__name__)
+        except discord.HTTPException as err:
+            raise DeliveryFailed(f"history unreadable: Discord answered {err.status}", permanent=False) from err
+        except (aiohttp.ClientError, OSError, TimeoutError) as err:
+            raise DeliveryFailed(f"history unreadable: {type(err).__name__}", permanent=False) from err
         return None
 
     # --- live status -----------------------------------------------------------------------------------
 
     async def job_changed(self, job: Job, *, force: bool = False) -> None:
-        """Edit the job's status message, at most once per STATUS_EDIT_INTERVAL unless forced."""
+        """Edit the job's status message: at most once per STATUS_EDIT_INTERVAL, unless forced.
+
+        One editor task per status message does the edits (reading the job fresh), so changes made meanwhile
+        coalesce and a rate-limited edit never holds up the caller; only a forced change waits for its edit.
+        """
         mid = job.status_message_id
         if not mid:
             return
-        now = self.clock()
-        wait = self._last_edit.get(mid, 0.0) + STATUS_EDIT_INTERVAL - now
-        if force or wait <= 0:
-            pending = self._pending_edit.pop(mid, None)
-            if pending is not None and pending is not asyncio.current_task():
-                pending.cancel()
-            await self._edit_status(job)
-        elif mid not in self._pending_edit:
-            self._pending_edit[mid] = asyncio.create_task(self._edit_later(job, wait))
+        self._dirty[mid] = job
+        done = self._next_round.get(mid)
+        if done is None:
+            done = self._next_round[mid] = asyncio.get_running_loop().create_future()
+        if force:
+            self._forced.add(mid)
+        if mid in self._editors:
+            self._kicks[mid].set()
+        else:
+            self._kicks[mid] = asyncio.Event()
+            self._editors[mid] = asyncio.create_task(self._editor(mid), name=f"veo-status-{mid}")
+        if force:
+            await asyncio.shield(done)
 
-    async def _edit_later(self, job: Job, wait: float) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(wait)
-            self._pending_edit.pop(job.status_message_id or 0, None)
-            fresh = await self.store.get_job(job.id)
-            if fresh is not None:
-                await self._edit_status(fresh)
+    async def _editor(self, mid: int) -> None:
+        kick = self._kicks[mid]
+        try:
+            while mid in self._dirty:
+                wait = (
+                    0.0 if mid in self._forced else self._last_edit.get(mid, 0.0) + STATUS_EDIT_INTERVAL - self.clock()
+                )
+                if wait > 0:
+                    kick.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(kick.wait(), wait)
+                    continue
+                job = self._dirty.pop(mid)
+                done = self._next_round.pop(mid, None)
+                self._forced.discard(mid)
+                self._last_edit[mid] = self.clock()
+                try:
+                    finished = await self._edit_status(await self.store.get_job(job.id) or job)
+                except Exception:
+                    log.exception("status message %s: edit failed", mid)
+                    finished = False
+                finally:
+                    if done is not None and not done.done():
+                        done.set_result(None)
+                if finished and mid not in self._dirty:
+                    self._last_edit.pop(mid, None)
+        finally:
+            self._editors.pop(mid, None)
+            self._kicks.pop(mid, None)
+            self._dirty.pop(mid, None)
+            self._forced.discard(mid)
+            waiting = self._next_round.pop(mid, None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(None)
 
-    async def _edit_status(self, job: Job) -> None:
+    async def _edit_status(self, job: Job) -> bool:
+        """Edit the status message now; True when every job it shows is finished (no further edits expected)."""
         mid = job.status_message_id
         assert mid is not None
-        self._last_edit[mid] = self.clock()
         jobs = await self.store.group_jobs(job) if job.group_id else [job]
         positions = await self.store.queue_positions()
         pause = await self.store.kv_get("queue_paused")
@@ -175,13 +227,20 @@ class DiscordDelivery:
             await message.edit(
                 content=content, view=self.status_views(jobs), allowed_mentions=discord.AllowedMentions.none()
             )
-        except (discord.HTTPException, aiohttp.ClientError) as err:
+        except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as err:
             job_logger(log, job.id).warning("status edit failed: %s", type(err).__name__)
+        return all(j.terminal for j in jobs)
+
+    async def idle(self) -> None:
+        """Wait until every scheduled status edit is done (tests, shutdown)."""
+        while self._editors:
+            await asyncio.gather(*list(self._editors.values()), return_exceptions=True)
 
     async def close(self) -> None:
-        for task in self._pending_edit.values():
+        editors = list(self._editors.values())
+        for task in editors:
             task.cancel()
-        self._pending_edit.clear()
+        await asyncio.gather(*editors, return_exceptions=True)
 
     # --- admins ------------------------------------------------------------------------------------------
 

@@ -3,6 +3,9 @@
 One owner runs this: the worker is started and stopped with its cog. It imports neither discord nor any
 cog; delivery to Discord happens through the small `Delivery` interface the bot implements.
 
+Nothing slow holds up the loop: a submission round runs as its own task (a hung generate call does not stop
+polling), and downloads, posts and failure notices run per job, retried with capped exponential backoff.
+
 Every move goes through the store's conditional transitions, so a job another actor changed meanwhile
 (a cancel, a second worker) is simply skipped. An error in one job never stops the loop; a job that keeps
 failing with unexpected errors is failed after `MAX_JOB_CRASHES` attempts.
@@ -33,7 +36,13 @@ log = logging.getLogger(__name__)
 MAX_JOB_CRASHES = 3
 MAX_SUBMIT_ATTEMPTS = 3
 MAX_DOWNLOAD_ATTEMPTS = 5
+#: Unreadable status answers in a row before the admins hear that Flow's API may have changed.
+MAX_UNREADABLE_POLLS = 3
 DOWNLOAD_CONCURRENCY = 3
+#: How long a stopping worker waits for a generate call in flight before abandoning it.
+SUBMIT_GRACE = 10.0
+#: Longest wait between retries of one job's download, post or failure notice.
+RETRY_CAP = 60.0
 PAUSE_KEY = "queue_paused"
 PROJECT_KEY = "flow_project_id"
 
@@ -41,9 +50,11 @@ PROJECT_KEY = "flow_project_id"
 class DeliveryFailed(Exception):
     """Posting to Discord failed; `permanent` when retrying cannot help (channel gone, no permission)."""
 
-    def __init__(self, message: str, *, permanent: bool) -> None:
+    def __init__(self, message: str, *, permanent: bool, status: int | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
+        #: Discord's HTTP status, when it answered (413: too large for the channel).
+        self.status = status
 
 
 class Delivery(Protocol):
@@ -104,6 +115,11 @@ class Worker:
         self._next_poll = 0.0
         self._submit_not_before = 0.0
         self._crashes: dict[int, int] = {}
+        self._retry_at: dict[int, float] = {}
+        self._retries: dict[int, int] = {}
+        self._unreadable_polls = 0
+        self._submitting: asyncio.Task[int] | None = None
+        self._flags = asyncio.Lock()
         self._stopping = False
         #: Set after each completed tick; tests and benchmarks wait on it instead of sleeping.
         self.ticked = asyncio.Condition()
@@ -124,6 +140,13 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._submitting is not None:
+            # A generate in flight: let it answer (so the job is recorded as running), within reason.
+            submitting = self._submitting
+            await asyncio.wait({submitting}, timeout=SUBMIT_GRACE)
+            submitting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await submitting
         tasks = list(self._jobs_in_hand.values())
         for task in tasks:
             task.cancel()
@@ -141,7 +164,7 @@ class Worker:
             log.exception("recovery failed; continuing with the normal loop")
         while not self._stopping:
             try:
-                await self.tick()
+                await self.tick(background=True)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -159,15 +182,24 @@ class Worker:
 
     # --- one round -----------------------------------------------------------------------------------
 
-    async def tick(self) -> None:
-        """One round: time out, poll when due, submit into free slots, pick up pending deliveries."""
+    async def tick(self, *, background: bool = False) -> None:
+        """One round: time out, poll when due, submit into free slots, pick up pending deliveries.
+
+        With `background` (the worker's own loop) the submission runs as its own task, one round at a time:
+        a slow or hung generate call must not hold up polling, timeouts and deliveries.
+        """
         now = self.clock()
         if now >= self._next_poll:
             self._next_poll = now + self.poll_interval
             await self._expire_stuck()
             await self._poll()
-        await self._submit()
+        if not background:
+            await self._submit()
+        elif self._submitting is None:
+            self._submitting = asyncio.create_task(self._submit(), name="veo-submit")
+            self._submitting.add_done_callback(self._submit_done)
         await self._pick_up_deliveries()
+        await self._pick_up_notices()
         async with self.ticked:
             self.ticks += 1
             self.ticked.notify_all()
@@ -191,10 +223,11 @@ class Worker:
 
     async def pause(self, reason: str, *, actor_id: int | None = None) -> bool:
         """Hold the queue. Returns True when this call paused it (admins are alerted only then)."""
-        current = await self.paused()
-        if current == reason or (current and reason != "admin"):
-            return False
-        await self.store.kv_set(PAUSE_KEY, reason)
+        async with self._flags:  # concurrent failures (several groups hit one wall) alert once
+            current = await self.paused()
+            if current == reason or (current and reason != "admin"):
+                return False
+            await self.store.kv_set(PAUSE_KEY, reason)
         await self.store.log_event("queue_paused", actor_id=actor_id, detail=reason)
         log.warning("queue paused: %s", reason)
         if reason in ADMIN_ALERTS:
@@ -227,18 +260,29 @@ class Worker:
         self._project_id = created
         return created
 
-    async def _submit(self) -> None:
-        if self._stopping or await self.paused() or self.clock() < self._submit_not_before:
+    def _submit_done(self, task: asyncio.Task[int]) -> None:
+        self._submitting = None
+        if task.cancelled():
             return
+        if task.exception() is not None:
+            log.error("submission round failed; the next tick tries again", exc_info=task.exception())
+        elif task.result():
+            self.wake()  # it took a while: more may be waiting, and slots may have freed meanwhile
+
+    async def _submit(self) -> int:
+        """Claim queued jobs into free Flow slots and send them; returns how many were claimed."""
+        if self._stopping or await self.paused() or self.clock() < self._submit_not_before:
+            return 0
         free = self.max_concurrent - await self.store.count_in_flight()
         if free <= 0:
-            return
+            return 0
         claimed = await self.store.claim_next(free)
         groups: dict[int, list[Job]] = {}
         for job in claimed:
             groups.setdefault(job.group_id or -job.id, []).append(job)
-        for group in groups.values():
-            await self._submit_group(group)
+        # All at once: a job claimed is a job sent, so a crash leaves none in `submitting` that never went out.
+        await asyncio.gather(*(self._submit_group(group) for group in groups.values()))
+        return len(claimed)
 
     async def _submit_group(self, jobs: list[Job]) -> None:
         specs = [
@@ -360,13 +404,17 @@ class Worker:
             self._next_poll = self.clock() + max(self.poll_interval, err.retry_after or 0.0)
             log.warning("status poll rate limited; next poll in %.0fs", self._next_poll - self.clock())
             return
-        except fe.BadResponse:
-            log.exception("status response unreadable")
-            await self._alert_once("api_changed")
+        except fe.BadResponse as err:
+            # One garbled answer is noise; several in a row mean Flow's API changed under us.
+            self._unreadable_polls += 1
+            log.warning("status response unreadable (%d in a row): %s", self._unreadable_polls, err)
+            if self._unreadable_polls >= MAX_UNREADABLE_POLLS:
+                await self._alert_once("api_changed")
             return
         except fe.FlowError as err:
             log.warning("status poll failed (%s); retrying next interval", type(err).__name__)
             return
+        self._unreadable_polls = 0
         by_name = {r.operation_name: r for r in results}
         for job in running:
             result = by_name.get(job.operation_name or "")
@@ -390,14 +438,39 @@ class Worker:
 
     async def _pick_up_deliveries(self) -> None:
         for job in await self.store.jobs_in_state(JobState.DOWNLOADING, JobState.DELIVERING):
-            if job.id not in self._jobs_in_hand:
+            if job.id not in self._jobs_in_hand and self._due(job.id):
                 self._hand(job.id, self._deliver(job, None))
 
-    def _hand(self, job_id: int, coro: Awaitable[None]) -> None:
-        """Run per-job work in its own task, one at a time per job, keeping a reference and its errors."""
+    async def _pick_up_notices(self) -> None:
+        """Failure notices still owed (a post that failed, one handed off while the job was busy)."""
+        for job in await self.store.jobs_needing_notice():
+            if job.id not in self._jobs_in_hand and self._due(job.id):
+                self._hand(job.id, self._notify_failure(job))
+
+    def _due(self, job_id: int) -> bool:
+        return self.clock() >= self._retry_at.get(job_id, 0.0)
+
+    def _retry_later(self, job_id: int) -> float:
+        """Back off this job's next download/post attempt exponentially (capped); returns the delay."""
+        count = self._retries.get(job_id, 0)
+        self._retries[job_id] = count + 1
+        delay = min(RETRY_CAP, self.poll_interval * 2 ** min(count, 16))
+        self._retry_at[job_id] = self.clock() + delay
+        return delay
+
+    def _forget(self, job_id: int) -> None:
+        self._retry_at.pop(job_id, None)
+        self._retries.pop(job_id, None)
+        self._crashes.pop(job_id, None)
+
+    def _hand(self, job_id: int, coro: Awaitable[None]) -> bool:
+        """Run per-job work in its own task, one at a time per job, keeping a reference and its errors.
+
+        Returns False (and drops `coro`) when the job already has a task.
+        """
         if job_id in self._jobs_in_hand:
             coro.close()  # type: ignore[attr-defined]
-            return
+            return False
         task = asyncio.create_task(coro, name=f"veo-job-{job_id}")  # type: ignore[arg-type]
         self._jobs_in_hand[job_id] = task
 
@@ -407,6 +480,7 @@ class Worker:
                 job_logger(log, job_id).error("job task failed", exc_info=t.exception())
 
         task.add_done_callback(done)
+        return True
 
     async def drain(self) -> None:
         """Wait for every per-job task in hand (tests, shutdown)."""
@@ -430,38 +504,39 @@ class Worker:
         if job.state is not JobState.DELIVERING:
             return
         path = Path(job.file_path) if job.file_path else self.media_path(job)
-        if recovery_action(job.delivering_at, self.clock()) is RecoveryAction.SEARCH_THEN_POST:
-            found = await self.delivery.find_posted(job)
-            if found is not None:
-                jlog.info("already posted before the restart (message %s)", found)
-                done = await self.store.transition(
-                    job.id, JobState.DELIVERING, JobState.DELIVERED, result_message_id=found
-                )
-                if done:
-                    await self._changed(done, force=True)
-                return
-            renewed = await self.store.renew_delivery(job.id)
-            if renewed is None:
-                return
-            job = renewed
-        if not path.exists():
-            await self._fail(job, JobState.DELIVERING, "download", "media file missing")
-            return
         try:
+            if recovery_action(job.delivering_at, self.clock()) is RecoveryAction.SEARCH_THEN_POST:
+                found = await self.delivery.find_posted(job)
+                if found is not None:
+                    jlog.info("already posted before the restart (message %s)", found)
+                    await self._delivered(job, found)
+                    return
+                renewed = await self.store.renew_delivery(job.id)
+                if renewed is None:
+                    return
+                job = renewed
+            if not await asyncio.to_thread(path.exists):
+                await self._fail(job, JobState.DELIVERING, "download", "media file missing")
+                return
             message_id = await self.delivery.post_video(job, path)
         except DeliveryFailed as err:
             if err.permanent:
                 await self._fail(job, JobState.DELIVERING, "delivery", str(err))
             else:
-                jlog.warning("posting failed (%s); will retry", err)
-                await self.store.update_job(job.id, attempts=job.attempts + 1)
+                delay = self._retry_later(job.id)
+                jlog.warning("posting failed (%s); retrying in %.0fs", err, delay)
             return
+        await self._delivered(job, message_id)
+
+    async def _delivered(self, job: Job, message_id: int) -> None:
         done = await self.store.transition(
             job.id, JobState.DELIVERING, JobState.DELIVERED, result_message_id=message_id
         )
-        jlog.info("delivered (message %s)", message_id)
-        if done:
-            await self._changed(done, force=True)
+        if done is None:
+            return
+        job_logger(log, job.id).info("delivered (message %s)", message_id)
+        self._forget(job.id)
+        await self._changed(done, force=True)
 
     async def _download(self, job: Job, result: PollResult | None) -> Job | None:
         jlog = job_logger(log, job.id)
@@ -481,19 +556,21 @@ class Worker:
                     return None
             dest = self.media_path(job)
             size = await self.flow.download(result, dest)
-        except (fe.CookiesExpired, fe.AuthExpired):
-            await self.pause("cookies")
+        except (fe.CookiesExpired, fe.AuthExpired, fe.CookieFileError, fe.VerificationRequired) as err:
+            # Not the job's fault: hold it (no attempt counted) until an admin fixes the account.
+            await self.pause("verification" if isinstance(err, fe.VerificationRequired) else "cookies")
+            self._retry_later(job.id)
             return None
-        except (fe.UpstreamUnavailable, fe.RateLimited, fe.MediaExpired) as err:
+        except fe.FlowError as err:
+            # The video exists: a bad URL, an HTML page or a garbled body may not repeat (the next attempt asks
+            # Flow for fresh URLs). A few tries with backoff, then the requester is told.
             attempts = job.attempts + 1
             if attempts >= MAX_DOWNLOAD_ATTEMPTS:
                 await self._fail(job, JobState.DOWNLOADING, "download", type(err).__name__)
             else:
-                jlog.warning("download failed (%s), attempt %d; will retry", type(err).__name__, attempts)
                 await self.store.update_job(job.id, attempts=attempts)
-            return None
-        except fe.FlowError as err:
-            await self._fail(job, JobState.DOWNLOADING, "download", type(err).__name__)
+                delay = self._retry_later(job.id)
+                jlog.warning("download failed (%s), attempt %d; retrying in %.1fs", type(err).__name__, attempts, delay)
             return None
         moved = await self.store.transition(
             job.id,
@@ -516,32 +593,45 @@ class Worker:
         if moved is None:
             return
         job_logger(log, job.id).info("%s: %s (%s)", to.value, kind, detail[:200])
-        await self._changed(moved, force=True)
-        await self._notify_failure(moved)
+        self._forget(job.id)
+        if self._jobs_in_hand.get(job.id) is asyncio.current_task():
+            await self._after_failure(moved)
+        elif not self._hand(job.id, self._after_failure(moved)):
+            await self._changed(moved)  # the job is busy elsewhere; the notice sweep posts its notice
+        # Otherwise off the tick: a slow Discord must not hold up polling, and one task per job posts.
+
+    async def _after_failure(self, job: Job) -> None:
+        await self._notify_failure(job)
+        await self._changed(job, force=True)
 
     async def _notify_failure(self, job: Job) -> None:
-        """Post the failure once: nonce kept before the post, a marker search after a long gap."""
+        """Post the failure once: nonce kept before the post, a marker search after a long gap, retried later."""
         if job.notified_at is not None:
             return
-        if (
-            job.notice_at is not None
-            and recovery_action(job.notice_at, self.clock()) is RecoveryAction.SEARCH_THEN_POST
-        ):
-            found = await self.delivery.find_posted(job)
-            if found is not None:
-                await self.store.finish_notice(job.id, found)
-                return
-        started = await self.store.begin_notice(job.id, new_nonce())
-        if started is None:
-            return
+        jlog = job_logger(log, job.id)
         try:
+            if (
+                job.notice_at is not None
+                and recovery_action(job.notice_at, self.clock()) is RecoveryAction.SEARCH_THEN_POST
+            ):
+                found = await self.delivery.find_posted(job)
+                if found is not None:
+                    await self.store.finish_notice(job.id, found)
+                    return
+            started = await self.store.begin_notice(job.id, new_nonce())
+            if started is None:
+                return
             message_id = await self.delivery.post_failure(started, failure_text(job.error_kind, job.error_message))
         except DeliveryFailed as err:
-            job_logger(log, job.id).warning("could not post the failure notice: %s", err)
             if err.permanent:
+                jlog.warning("cannot post the failure notice here (%s); giving up on it", err)
                 await self.store.finish_notice(job.id, None)
+            else:
+                delay = self._retry_later(job.id)
+                jlog.warning("could not post the failure notice (%s); retrying in %.0fs", err, delay)
             return
         await self.store.finish_notice(job.id, message_id)
+        self._forget(job.id)
 
     async def _guard(self, job: Job, coro: Awaitable[None]) -> None:
         """Contain an unexpected error to its job; fail the job after repeated crashes."""
@@ -566,9 +656,10 @@ class Worker:
 
     async def _alert_once(self, key: str) -> None:
         flag = f"alerted:{key}"
-        if await self.store.kv_get(flag):
-            return
-        await self.store.kv_set(flag, str(self.clock()))
+        async with self._flags:
+            if await self.store.kv_get(flag):
+                return
+            await self.store.kv_set(flag, str(self.clock()))
         try:
             await self.delivery.alert_admins(ADMIN_ALERTS[key])
         except Exception:
