@@ -235,6 +235,7 @@ class Worker:
                 await self.delivery.alert_admins(ADMIN_ALERTS[reason])
             except Exception:
                 log.exception("could not alert the admins")
+        await self._show_hold()
         return True
 
     async def resume(self, *, actor_id: int | None = None) -> bool:
@@ -244,8 +245,17 @@ class Worker:
         await self.store.log_event("queue_resumed", actor_id=actor_id)
         log.info("queue resumed")
         self._submit_not_before = 0.0
+        await self._show_hold()
         self.wake()
         return True
+
+    async def _show_hold(self) -> None:
+        """Refresh the status message of every waiting job once, so users see the hold (or its end)."""
+        seen: set[int] = set()
+        for job in await self.store.jobs_in_state(JobState.QUEUED):
+            if job.status_message_id and job.status_message_id not in seen:
+                seen.add(job.status_message_id)
+                await self._changed(job)
 
     async def project_id(self) -> str:
         """The Flow project: from settings, else the one we created once and remembered."""
@@ -323,16 +333,14 @@ class Worker:
     async def _submit_failed(self, jobs: list[Job], err: Exception) -> None:
         now = self.clock()
         requeue = False
+        hold: str | None = None
         match err:
             case fe.CookiesExpired() | fe.AuthExpired() | fe.CookieFileError():
-                requeue = True
-                await self.pause("cookies")
+                requeue, hold = True, "cookies"
             case fe.VerificationRequired():
-                requeue = True
-                await self.pause("verification")
+                requeue, hold = True, "verification"
             case fe.QuotaExhausted():
-                requeue = True
-                await self.pause("credits")
+                requeue, hold = True, "credits"
             case fe.RateLimited():
                 requeue = True
                 self._submit_not_before = now + (err.retry_after or 30.0)
@@ -364,6 +372,8 @@ class Worker:
                 await self.store.transition(
                     job.id, JobState.SUBMITTING, JobState.QUEUED, attempts=max(0, job.attempts - 1)
                 )
+            if hold is not None:  # after the requeue, so status messages show "queued, on hold", not "sending"
+                await self.pause(hold)
             return
         for job in jobs:
             await self._fail(job, JobState.SUBMITTING, kind, type(err).__name__)

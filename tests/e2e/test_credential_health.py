@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from bot.app import VeoBot
 from bot.worker import PAUSE_KEY
 from storage import JobState
@@ -136,10 +134,6 @@ async def test_verification_wall_pauses_and_alerts_the_admin_channel_once(
         assert len([m for m in fd.messages if m.channel_id == ADMIN_CHANNEL_ID]) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/worker.py does not refresh queued jobs' status messages when the queue pauses (see report)",
-)
 async def test_status_message_of_a_waiting_job_says_why(
     tmp_path: Path, emu: FlowEmulator, fd: FakeDiscord, cookie_file: Path
 ) -> None:
