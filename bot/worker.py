@@ -388,6 +388,8 @@ class Worker:
                 await self._fail(job, JobState.RUNNING, "timed_out", "job timeout", to=JobState.TIMED_OUT)
 
     async def _poll(self) -> None:
+        if await self.paused() == "cookies":
+            return  # nothing can succeed until an admin reloads the cookies; don't knock on Flow's door
         running = await self.store.jobs_in_state(JobState.RUNNING)
         if not running:
             return

@@ -43,7 +43,19 @@ class Jobs(commands.Cog):
 
     async def _start_when_ready(self) -> None:
         await self.bot.wait_until_ready()
+        await self._lift_stale_cookie_hold()
         self.bot.worker.start()
+
+    async def _lift_stale_cookie_hold(self) -> None:
+        """A hold for dead cookies survives restarts; if the (maybe replaced) cookie file works now, lift it."""
+        if await self.bot.worker.paused() != "cookies":
+            return
+        try:
+            await self.bot.credentials.refresh(force=True)
+        except fe.FlowError as err:
+            log.warning("queue stays on hold: the cookies still do not work (%s)", type(err).__name__)
+            return
+        await self.bot.worker.resume()
 
     async def _credentials_failed(self, err: Exception) -> None:
         reason = "verification" if isinstance(err, fe.VerificationRequired) else "cookies"

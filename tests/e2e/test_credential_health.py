@@ -144,3 +144,19 @@ async def test_status_message_of_a_waiting_job_says_why(
         await bot.worker.wait_ticks(5)
         message = fd.all_messages[status.message_id or 0]
         assert "on hold" in message.content and "verification" in message.content
+
+
+async def test_a_cookie_hold_is_lifted_at_start_when_the_new_file_works(
+    tmp_path: Path, emu: FlowEmulator, fd: FakeDiscord, cookie_file: Path
+) -> None:
+    settings = make_settings(tmp_path, emu, fd)
+    async with running_bot(settings, fd) as bot:
+        await bot.worker.pause("cookies")
+        assert await bot.worker.paused() == "cookies"
+    emu.write_cookie_file(cookie_file)  # the admin replaced the file and restarted the bot
+    async with running_bot(settings, fd) as bot:
+        await bot.worker.wait_ticks(1)  # the worker starts only after the hold was checked
+        assert await bot.worker.paused() is None
+        r = await prompt(fd, "after the restart")
+        assert not r.ephemeral
+        await fd.wait_until(lambda: len(videos(fd)) == 1, timeout=15, what="the video")
