@@ -282,25 +282,11 @@ class Store:
         return self._conn
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Run several reads on one consistent snapshot."""
+    async def _transaction(self, begin: str) -> AsyncIterator[aiosqlite.Connection]:
         async with self._lock:
             conn = self._require()
             try:
-                await conn.execute("BEGIN")
-                yield conn
-                await conn.execute("COMMIT")
-            except BaseException:
-                await self._rollback(conn)
-                raise
-
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Run a read-check-write sequence holding SQLite's write lock from the start."""
-        async with self._lock:
-            conn = self._require()
-            try:
-                await conn.execute("BEGIN IMMEDIATE")
+                await conn.execute(begin)
                 yield conn
                 await conn.execute("COMMIT")
             except BaseException:
@@ -308,6 +294,14 @@ class Store:
                 # progress and the shared connection is never left inside a transaction.
                 await self._rollback(conn)
                 raise
+
+    def _read(self) -> contextlib.AbstractAsyncContextManager[aiosqlite.Connection]:
+        """Run several reads on one consistent snapshot."""
+        return self._transaction("BEGIN")
+
+    def _write(self) -> contextlib.AbstractAsyncContextManager[aiosqlite.Connection]:
+        """Run a read-check-write sequence holding SQLite's write lock from the start."""
+        return self._transaction("BEGIN IMMEDIATE")
 
     @staticmethod
     async def _rollback(conn: aiosqlite.Connection) -> None:
@@ -689,25 +683,28 @@ class Store:
     async def user_jobs(self, user_id: int, *, limit: int = 10) -> list[Job]:
         """A user's unfinished jobs (oldest first), then their most recent finished ones."""
         async with self._read() as conn:
-            rows = await self._rows(
+            return await self._user_jobs(conn, user_id, limit)
+
+    async def _user_jobs(self, conn: aiosqlite.Connection, user_id: int, limit: int) -> list[Job]:
+        rows = await self._rows(
+            conn,
+            _sql(
+                "SELECT {cols} FROM jobs INDEXED BY jobs_user_unfinished"
+                " WHERE user_id = ? AND state IN ({unfinished})"
+                " ORDER BY id LIMIT ?"
+            ),
+            (user_id, limit),
+        )
+        if len(rows) < limit:
+            rows += await self._rows(
                 conn,
                 _sql(
-                    "SELECT {cols} FROM jobs INDEXED BY jobs_user_unfinished"
-                    " WHERE user_id = ? AND state IN ({unfinished})"
-                    " ORDER BY id LIMIT ?"
+                    "SELECT {cols} FROM jobs INDEXED BY jobs_user_created"
+                    " WHERE user_id = ? AND state IN ({terminal})"
+                    " ORDER BY created_at DESC, id DESC LIMIT ?"
                 ),
-                (user_id, limit),
+                (user_id, limit - len(rows)),
             )
-            if len(rows) < limit:
-                rows += await self._rows(
-                    conn,
-                    _sql(
-                        "SELECT {cols} FROM jobs INDEXED BY jobs_user_created"
-                        " WHERE user_id = ? AND state IN ({terminal})"
-                        " ORDER BY created_at DESC, id DESC LIMIT ?"
-                    ),
-                    (user_id, limit - len(rows)),
-                )
         return [_job(r) for r in rows]
 
     async def user_overview(
@@ -715,27 +712,9 @@ class Store:
     ) -> Overview:
         """Everything `/veo status` shows, read from one snapshot in one call (it is the hottest read)."""
         async with self._read() as conn:
-            rows = await self._rows(
-                conn,
-                _sql(
-                    "SELECT {cols} FROM jobs INDEXED BY jobs_user_unfinished"
-                    " WHERE user_id = ? AND state IN ({unfinished}) ORDER BY id LIMIT ?"
-                ),
-                (user_id, limit),
-            )
-            if len(rows) < limit:
-                rows += await self._rows(
-                    conn,
-                    _sql(
-                        "SELECT {cols} FROM jobs INDEXED BY jobs_user_created"
-                        " WHERE user_id = ? AND state IN ({terminal}) ORDER BY created_at DESC, id DESC LIMIT ?"
-                    ),
-                    (user_id, limit - len(rows)),
-                )
-            jobs = [_job(r) for r in rows]
+            jobs = await self._user_jobs(conn, user_id, limit)
             queued_ids = json.dumps([j.id for j in jobs if j.state is JobState.QUEUED])
             positions: dict[int, int] = {}
-            queued = 0
             if queued_ids != "[]":
                 for r in await self._rows(
                     conn,
@@ -749,15 +728,7 @@ class Store:
             count = await self._one(conn, "SELECT COUNT(*) FROM jobs WHERE state = 'queued'")
             queued = int(count[0]) if count else 0
             quota = await self._quota_status(conn, user_id, daily_quota, max_active, unlimited, self._clock())
-            durations = [
-                float(r[0])
-                for r in await self._rows(
-                    conn,
-                    "SELECT finished_at - submitted_at FROM jobs INDEXED BY jobs_state_finished"
-                    " WHERE state = 'delivered' AND submitted_at IS NOT NULL AND finished_at IS NOT NULL"
-                    " ORDER BY finished_at DESC LIMIT 20",
-                )
-            ]
+            durations = await self._durations(conn, 20)
         return Overview(jobs=jobs, positions=positions, queued=queued, quota=quota, durations=durations)
 
     async def recent_user_jobs(self, user_id: int, query: str = "", limit: int = 25) -> list[Job]:
@@ -912,12 +883,15 @@ class Store:
     async def recent_durations(self, limit: int = 20) -> list[float]:
         """Seconds from submission to delivery of the most recently delivered jobs, newest first."""
         async with self._lock:
-            rows = await self._rows(
-                self._require(),
-                "SELECT finished_at - submitted_at FROM jobs INDEXED BY jobs_state_finished WHERE state = 'delivered'"
-                " AND submitted_at IS NOT NULL AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
-                (limit,),
-            )
+            return await self._durations(self._require(), limit)
+
+    async def _durations(self, conn: aiosqlite.Connection, limit: int) -> list[float]:
+        rows = await self._rows(
+            conn,
+            "SELECT finished_at - submitted_at FROM jobs INDEXED BY jobs_state_finished WHERE state = 'delivered'"
+            " AND submitted_at IS NOT NULL AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
+            (limit,),
+        )
         return [float(r[0]) for r in rows]
 
     async def media_to_prune(self, older_than: float, *, limit: int | None = None) -> list[Job]:
