@@ -34,6 +34,7 @@ from storage import Job, JobState, RecoveryAction, Store, new_nonce, recovery_ac
 log = logging.getLogger(__name__)
 
 MAX_JOB_CRASHES = 3
+WAKE_SETTLE = 0.02
 MAX_SUBMIT_ATTEMPTS = 3
 MAX_DOWNLOAD_ATTEMPTS = 5
 #: Unreadable status answers in a row before the admins hear that Flow's API may have changed.
@@ -170,8 +171,12 @@ class Worker:
             except Exception:
                 log.exception("worker tick failed; the loop goes on")
             delay = max(0.0, min(self._next_poll - self.clock(), self.poll_interval))
+            woken = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay if delay > 0 else 0.001)
+                woken = True
+            if woken:  # a burst of commands wakes us many times: let it settle into one round
+                await asyncio.sleep(WAKE_SETTLE)
             self._wake.clear()
 
     async def wait_ticks(self, n: int = 1) -> None:

@@ -773,28 +773,25 @@ class Store:
         unlimited: bool,
         now: float,
     ) -> QuotaStatus:
+        # One statement, not three: this runs inside every command's transaction.
         row = await self._one(
             conn,
             _sql(
-                "SELECT COUNT(*), MIN(created_at) FROM jobs INDEXED BY jobs_user_created"
-                " WHERE user_id = ? AND created_at > ? AND state NOT IN ({unsuccessful})"
+                "SELECT (SELECT COUNT(*) FROM jobs INDEXED BY jobs_user_created"
+                "        WHERE user_id = :user AND created_at > :since AND state NOT IN ({unsuccessful})),"
+                " (SELECT MIN(created_at) FROM jobs INDEXED BY jobs_user_created"
+                "        WHERE user_id = :user AND created_at > :since AND state NOT IN ({unsuccessful})),"
+                " (SELECT COUNT(*) FROM jobs INDEXED BY jobs_user_unfinished"
+                "        WHERE user_id = :user AND state IN ({unfinished})),"
+                " (SELECT daily FROM quota_overrides WHERE user_id = :user)"
             ),
-            (user_id, now - QUOTA_WINDOW),
+            {"user": user_id, "since": now - QUOTA_WINDOW},
         )
-        used, oldest = (int(row[0]), row[1]) if row else (0, None)
-        row = await self._one(
-            conn,
-            _sql(
-                "SELECT COUNT(*) FROM jobs INDEXED BY jobs_user_unfinished"
-                " WHERE user_id = ? AND state IN ({unfinished})"
-            ),
-            (user_id,),
-        )
-        active = int(row[0]) if row else 0
+        assert row is not None
+        used, oldest, active, override = int(row[0]), row[1], int(row[2]), row[3]
         if unlimited:
             return QuotaStatus(used=used, limit=None, remaining=None, resets_at=None, active=active, max_active=None)
-        row = await self._one(conn, "SELECT daily FROM quota_overrides WHERE user_id = ?", (user_id,))
-        limit = int(row[0]) if row else daily_quota
+        limit = int(override) if override is not None else daily_quota
         return QuotaStatus(
             used=used,
             limit=limit,
