@@ -47,7 +47,11 @@ def http_session(settings: Settings) -> aiohttp.ClientSession:
 
 
 @contextlib.asynccontextmanager
-async def flow_resources(settings: Settings, redactor: Redactor) -> AsyncIterator[Resources]:
+async def flow_resources(
+    settings: Settings, redactor: Redactor, *, backoff: tuple[float, float] | None = None
+) -> AsyncIterator[Resources]:
+    """The Flow side of the bot. `backoff` (base, cap) overrides both clients' retry backoff (tests shorten it)."""
+    tuning = {"backoff_base": backoff[0], "backoff_cap": backoff[1]} if backoff else {}
     async with http_session(settings) as http:
         credentials = Credentials(
             settings.flow_cookie_file,
@@ -55,6 +59,7 @@ async def flow_resources(settings: Settings, redactor: Redactor) -> AsyncIterato
             labs_base=settings.flow_labs_base,
             refresh_margin=settings.flow_token_refresh_margin,
             request_timeout=settings.flow_http_timeout,
+            **tuning,
         )
         redactor.add_provider(credentials.secret_values)
         await credentials.load()
@@ -65,6 +70,7 @@ async def flow_resources(settings: Settings, redactor: Redactor) -> AsyncIterato
             labs_base=settings.flow_labs_base,
             status_batch_size=settings.flow_status_batch_size,
             model_key_overrides=settings.flow_model_keys,
+            **tuning,
         )
         yield Resources(settings, http, credentials, flow)
 

@@ -76,6 +76,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import NotRequired, TypedDict, Unpack
 
 import aiosqlite
 
@@ -206,6 +207,21 @@ def _check_fields(fields: Mapping[str, object]) -> None:
 def _set_clause(columns: Iterable[str]) -> str:
     """Build `a = ?, b = ?` from column names already checked against UPDATABLE_COLUMNS."""
     return ", ".join(f"{column} = ?" for column in columns)
+
+
+class JobRequest(TypedDict):
+    """What a command asks for; `create_jobs` takes these as keyword arguments."""
+
+    user_id: int
+    guild_id: int | None
+    channel_id: int
+    prompt: str
+    aspect: str
+    model: str
+    seeds: list[int]
+    daily_quota: int
+    max_active: int
+    unlimited: NotRequired[bool]
 
 
 @dataclass(slots=True, frozen=True)
@@ -344,79 +360,42 @@ class Store:
 
     # -- jobs -----------------------------------------------------------------------------------------------
 
-    async def create_jobs(
-        self,
-        *,
-        user_id: int,
-        guild_id: int | None,
-        channel_id: int,
-        prompt: str,
-        aspect: str,
-        model: str,
-        seeds: list[int],
-        daily_quota: int,
-        max_active: int,
-        unlimited: bool = False,
-    ) -> list[Job]:
+    async def create_jobs(self, **request: Unpack[JobRequest]) -> list[Job]:
         """Queue one job per seed (shared group_id when several), all or nothing, within quota and limit."""
-        jobs, _positions = await self.create_jobs_with_positions(
-            user_id=user_id,
-            guild_id=guild_id,
-            channel_id=channel_id,
-            prompt=prompt,
-            aspect=aspect,
-            model=model,
-            seeds=seeds,
-            daily_quota=daily_quota,
-            max_active=max_active,
-            unlimited=unlimited,
-        )
+        jobs, _positions = await self.create_jobs_with_positions(**request)
         return jobs
 
-    async def create_jobs_with_positions(
-        self,
-        *,
-        user_id: int,
-        guild_id: int | None,
-        channel_id: int,
-        prompt: str,
-        aspect: str,
-        model: str,
-        seeds: list[int],
-        daily_quota: int,
-        max_active: int,
-        unlimited: bool = False,
-    ) -> tuple[list[Job], dict[int, int]]:
+    async def create_jobs_with_positions(self, **request: Unpack[JobRequest]) -> tuple[list[Job], dict[int, int]]:
         """`create_jobs`, also returning the new jobs' queue positions: all a command needs in one call.
 
         Concurrent callers are committed together (group commit): every request waiting when a transaction
         starts is checked and inserted in it, in arrival order, so each still sees the ones before it (the
         quota race stays exact) while a burst of commands costs one transaction and one fsync, not one each.
         """
-        if not seeds:
+        if not request["seeds"]:
             raise ValueError("at least one seed is required")
-        request = _CreateRequest(
-            user_id=user_id,
-            guild_id=guild_id,
-            channel_id=channel_id,
-            prompt=prompt,
-            aspect=Aspect(aspect).value,
-            model=ModelTier(model).value,
-            seeds=[int(seed) for seed in seeds],
-            daily_quota=daily_quota,
-            max_active=max_active,
-            unlimited=unlimited,
+        pending = _CreateRequest(
+            user_id=request["user_id"],
+            guild_id=request["guild_id"],
+            channel_id=request["channel_id"],
+            prompt=request["prompt"],
+            aspect=Aspect(request["aspect"]).value,
+            model=ModelTier(request["model"]).value,
+            seeds=[int(seed) for seed in request["seeds"]],
+            daily_quota=request["daily_quota"],
+            max_active=request["max_active"],
+            unlimited=request.get("unlimited", False),
             future=asyncio.get_running_loop().create_future(),
         )
-        self._create_queue.append(request)
+        self._create_queue.append(pending)
         if self._create_drainer is None or self._create_drainer.done():
             self._create_drainer = asyncio.create_task(self._drain_creates(), name="store-create-jobs")
         try:
-            return await asyncio.shield(request.future)
+            return await asyncio.shield(pending.future)
         except asyncio.CancelledError:
             # Not yet taken into a transaction: withdraw it. Already in one: it commits with its batch.
-            if request in self._create_queue:
-                self._create_queue.remove(request)
+            if pending in self._create_queue:
+                self._create_queue.remove(pending)
             raise
 
     async def _drain_creates(self) -> None:

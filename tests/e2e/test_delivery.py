@@ -20,10 +20,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.__main__ import http_session
+from bot.__main__ import flow_resources
 from bot.app import VeoBot
-from bot.flow.client import FlowClient
-from bot.flow.credentials import Credentials
+from bot.logs import Redactor
 from bot.settings import Settings
 from storage import Job, JobState, Store
 from tests.e2e.conftest import ADMIN_ID, OTHER_ID, USER_ID, make_settings
@@ -101,29 +100,12 @@ async def started_bot(
 ) -> AsyncIterator[VeoBot]:
     """The wiring of `python -m bot` (bot/__main__.py), with Flow's retry backoff shortened and a clock to move."""
     settings.ensure_data_dir()
-    async with http_session(settings) as http:
-        credentials = Credentials(
-            settings.flow_cookie_file,
-            http,
-            labs_base=settings.flow_labs_base,
-            refresh_margin=settings.flow_token_refresh_margin,
-            request_timeout=settings.flow_http_timeout,
-            backoff_base=backoff,
-            backoff_cap=backoff * 8,
-        )
-        await credentials.load()
-        flow = FlowClient(
-            http,
-            credentials,
-            api_base=settings.flow_api_base,
-            labs_base=settings.flow_labs_base,
-            status_batch_size=settings.flow_status_batch_size,
-            backoff_base=backoff,
-            backoff_cap=backoff * 8,
-        )
+    async with flow_resources(settings, Redactor(), backoff=(backoff, backoff * 8)) as res:
         store = await Store.open(settings.database_path, clock=clock)
         try:
-            bot = VeoBot(settings=settings, http_session=http, store=store, credentials=credentials, flow=flow)
+            bot = VeoBot(
+                settings=settings, http_session=res.http, store=store, credentials=res.credentials, flow=res.flow
+            )
             bot.worker.clock = clock
             bot.delivery.clock = clock
             async with run_bot(bot, fd, guild_ready_timeout=0.02):
