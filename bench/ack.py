@@ -66,11 +66,11 @@ class NaiveBot(commands.Bot):
 
 async def naive_prompt(interaction: discord.Interaction, text: str) -> None:
     """Generate first, answer second: what the 3 s interaction deadline punishes."""
-    from bot.flow.models import GenerationSpec
+    from bot.backends.flow.models import GenerationSpec
 
     bot: NaiveBot = interaction.client  # type: ignore[assignment]
     spec = GenerationSpec(prompt=text, aspect="landscape", model="fast", seed=1, scene_id=str(uuid.uuid4()))
-    [submitted] = await bot.flow.generate(bot.project_id, [spec])  # type: ignore[attr-defined]
+    [submitted] = await bot.backends.flow.generate(bot.project_id, [spec])  # type: ignore[attr-defined]
     await interaction.response.send_message(f"Started `{submitted.operation_name}` for: {text[:100]}")
 
 
@@ -120,8 +120,8 @@ async def run_ours(n: int, flow_latency: float, one_at_a_time: bool = False) -> 
 async def run_naive(n: int, flow_latency: float, one_at_a_time: bool = False, *, floor: bool = False) -> Latencies:
     import aiohttp
 
-    from bot.flow.client import FlowClient
-    from bot.flow.credentials import Credentials
+    from bot.backends.flow.client import FlowClient
+    from bot.backends.flow.credentials import Credentials
     from tests.fakes.discord_server import FakeDiscord, run_bot
     from tests.fakes.flow_emulator import Fault, FlowEmulator
 

@@ -70,7 +70,7 @@ async def naive_deliver(flow: object, http: object, client: object, project: str
     """Generate, poll one operation until it succeeds, read the whole video into memory, post the bytes."""
     import discord
 
-    from bot.flow.models import GenerationSpec, GenerationState
+    from bot.backends.flow.models import GenerationSpec, GenerationState
 
     spec = GenerationSpec(prompt="naive", aspect="landscape", model="fast", seed=1, scene_id=str(uuid.uuid4()))
     [sub] = await flow.generate(project, [spec])  # type: ignore[attr-defined]
@@ -90,8 +90,8 @@ async def run_naive(sizes: list[int], runs: int) -> dict[int, list[float]]:
     import aiohttp
     import discord
 
-    from bot.flow.client import FlowClient
-    from bot.flow.credentials import Credentials
+    from bot.backends.flow.client import FlowClient
+    from bot.backends.flow.credentials import Credentials
     from tests.fakes.discord_server import FakeDiscord, run_bot
     from tests.fakes.flow_emulator import FlowEmulator
 

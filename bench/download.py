@@ -59,9 +59,9 @@ async def child(mode: str, config: dict[str, str], dest: Path, chunk_size: int) 
     """One measured download in this (fresh) process."""
     import aiohttp
 
-    from bot.flow.client import FlowClient
-    from bot.flow.credentials import Credentials
-    from bot.flow.models import PollResult
+    from bot.backends.flow.client import FlowClient
+    from bot.backends.flow.credentials import Credentials
+    from bot.backends.flow.models import PollResult
 
     result = PollResult.model_validate_json(config["result"])
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600, sock_read=60)) as http:
@@ -115,9 +115,9 @@ def sha256_file(path: Path) -> str:
 async def parent(size_mb: int, runs: int, chunk_size: int) -> None:
     import aiohttp
 
-    from bot.flow.client import FlowClient
-    from bot.flow.credentials import Credentials
-    from bot.flow.models import GenerationSpec, GenerationState
+    from bot.backends.flow.client import FlowClient
+    from bot.backends.flow.credentials import Credentials
+    from bot.backends.flow.models import GenerationSpec, GenerationState
     from tests.fakes.flow_emulator import FlowEmulator
 
     with tempfile.TemporaryDirectory(prefix="veo-bench-") as tmp_dir:

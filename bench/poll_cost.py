@@ -53,8 +53,8 @@ class Run:
 async def one_run(jobs: int, naive: bool, polls_to_finish: int, batch: int) -> Run:
     import aiohttp
 
-    from bot.flow.client import FlowClient
-    from bot.flow.credentials import Credentials
+    from bot.backends.flow.client import FlowClient
+    from bot.backends.flow.credentials import Credentials
     from bot.worker import Worker
     from storage import JobState, Store
     from tests.fakes.flow_emulator import FlowEmulator

@@ -31,9 +31,9 @@ async def register(emu: object, cookie: Path, n: int) -> list[RunningJob]:
     """Start n generations at the emulator through the real client; return them as running jobs."""
     import aiohttp
 
-    from bot.flow.client import FlowClient
-    from bot.flow.credentials import Credentials
-    from bot.flow.models import GenerationSpec
+    from bot.backends.flow.client import FlowClient
+    from bot.backends.flow.credentials import Credentials
+    from bot.backends.flow.models import GenerationSpec
 
     async with aiohttp.ClientSession() as http:
         creds = Credentials(cookie, http, labs_base=emu.labs_base)  # type: ignore[attr-defined]
@@ -99,9 +99,9 @@ async def naive_resume(db: Path, emu: object, cookie: Path) -> float:
     import aiohttp
     import aiosqlite
 
-    from bot.flow.client import FlowClient
-    from bot.flow.credentials import Credentials
-    from bot.flow.models import PollRef
+    from bot.backends.flow.client import FlowClient
+    from bot.backends.flow.credentials import Credentials
+    from bot.backends.flow.models import PollRef
 
     t0 = time.perf_counter()
     async with aiosqlite.connect(db) as conn, conn.execute("SELECT * FROM jobs") as cur:

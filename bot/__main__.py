@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from bot.flow import errors as fe
-from bot.flow.client import FlowClient
-from bot.flow.credentials import CookieFile, Credentials
-from bot.flow.redact import mask_email
+from bot.backends.flow import errors as fe
+from bot.backends.flow.client import FlowClient
+from bot.backends.flow.credentials import CookieFile, Credentials
+from bot.backends.flow.redact import mask_email
 from bot.logs import Redactor, setup_logging
 from bot.settings import ConfigError, Settings, load_settings
 from storage import StorageError, Store

@@ -17,8 +17,8 @@ from bot.worker import Worker
 from cogs import EXTENSIONS
 
 if TYPE_CHECKING:
-    from bot.flow.client import FlowClient
-    from bot.flow.credentials import Credentials
+    from bot.backends.flow.client import FlowClient
+    from bot.backends.flow.credentials import Credentials
     from bot.settings import Settings
     from storage import Store
 

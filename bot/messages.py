@@ -6,7 +6,7 @@ that say what happened and what to do.
 
 from __future__ import annotations
 
-from bot.flow import errors as fe
+from bot.backends.flow import errors as fe
 
 #: Flow's content-policy reasons, mapped to the filter a user can understand.
 FILTER_NAMES: dict[str, str] = {

@@ -25,8 +25,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
-from bot.flow import errors as fe
-from bot.flow.models import GenerationSpec, GenerationState, PollRef, PollResult
+from bot.backends.flow import errors as fe
+from bot.backends.flow.models import GenerationSpec, GenerationState, PollRef, PollResult
 from bot.logs import job_logger
 from bot.messages import ADMIN_ALERTS, failure_text
 from storage import Job, JobState, RecoveryAction, Store, new_nonce, recovery_action

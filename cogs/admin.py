@@ -13,9 +13,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.backends.flow import errors as fe
+from bot.backends.flow.redact import mask_email
 from bot.errors import NotAdmin, UserFacingError
-from bot.flow import errors as fe
-from bot.flow.redact import mask_email
 from bot.messages import flow_error_text
 from cogs.veo import is_admin
 
@@ -49,7 +49,7 @@ class Admin(commands.GroupCog, group_name="veo-admin", group_description="Veo bo
         creds = self.bot.credentials
         lines = [f"Account: {mask_email(creds.account_email)}"]
         try:
-            credits = await self.bot.flow.credits()
+            credits = await self.bot.backends.flow.credits()
             lines.append(f"Tier: {credits.tier} · credits: {credits.credits}")
         except fe.FlowError as err:
             lines.append(f"Credits unavailable: {flow_error_text(err)}")

@@ -15,8 +15,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.backends.flow.errors import FlowError
 from bot.errors import NotAdmin, UserFacingError
-from bot.flow.errors import FlowError
 from bot.messages import flow_error_text
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from discord.ext import commands, tasks
 
-from bot.flow import errors as fe
+from bot.backends.flow import errors as fe
 
 if TYPE_CHECKING:
     from bot.app import VeoBot

@@ -26,8 +26,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bot.flow.credentials import SESSION_COOKIE, CookieFile
-from bot.flow.errors import CookieFileError
+from bot.backends.flow.credentials import SESSION_COOKIE, CookieFile
+from bot.backends.flow.errors import CookieFileError
 from storage import JobState, StorageError, Store, load_migrations
 from tests.fakes._flow_cookies import cookie_file_content, new_session_cookie
 

@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.flow.credentials import SESSION_COOKIE, CookieFile
-from bot.flow.errors import CookieFileError
+from bot.backends.flow.credentials import SESSION_COOKIE, CookieFile
+from bot.backends.flow.errors import CookieFileError
 
 NAMES = st.text("abcdefghijklmnopqrstuvwxyz_-ABCXYZ0123456789", min_size=1, max_size=12)
 VALUES = st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs"), exclude_characters=";"), max_size=40)

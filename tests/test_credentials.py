@@ -17,14 +17,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.flow.credentials import (
+from bot.backends.flow.credentials import (
     SESSION_COOKIE,
     CookieFile,
     Credentials,
     Session,
     parse_session_body,
 )
-from bot.flow.errors import (
+from bot.backends.flow.errors import (
     BadResponse,
     CookieFileError,
     CookiesExpired,
@@ -32,7 +32,7 @@ from bot.flow.errors import (
     RateLimited,
     UpstreamUnavailable,
 )
-from bot.flow.redact import mask_email
+from bot.backends.flow.redact import mask_email
 from tests.fakes.flow_emulator import Fault, FlowEmulator
 
 CAPTURES = Path("/work/shared/flow-captures")

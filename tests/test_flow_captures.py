@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from bot.flow._http import map_error
-from bot.flow.client import build_generate_body, project_body, status_body
-from bot.flow.errors import (
+from bot.backends.flow._http import map_error
+from bot.backends.flow.client import build_generate_body, project_body, status_body
+from bot.backends.flow.errors import (
     AuthExpired,
     BadRequest,
     BadResponse,
@@ -26,7 +26,7 @@ from bot.flow.errors import (
     UpstreamUnavailable,
     VerificationRequired,
 )
-from bot.flow.models import (
+from bot.backends.flow.models import (
     GenerationSpec,
     GenerationState,
     MediaGetResponse,
@@ -230,7 +230,7 @@ def test_status_with_no_readable_entry_names_the_field() -> None:
 
 
 def test_unknown_fields_are_kept_on_wire_models() -> None:
-    from bot.flow.models import StatusResponse
+    from bot.backends.flow.models import StatusResponse
 
     body = validate_wire(StatusResponse, load("status_response_successful_2025-10-12.json"), "status")
     entry = body.operations[0]  # type: ignore[index]

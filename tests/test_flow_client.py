@@ -16,9 +16,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.flow.client import FlowClient
-from bot.flow.credentials import Credentials
-from bot.flow.errors import (
+from bot.backends.flow.client import FlowClient
+from bot.backends.flow.credentials import Credentials
+from bot.backends.flow.errors import (
     AuthExpired,
     BadRequest,
     BadResponse,
@@ -32,8 +32,8 @@ from bot.flow.errors import (
     UpstreamUnavailable,
     VerificationRequired,
 )
-from bot.flow.keys import ASPECT_RATIOS, check_overrides, model_key
-from bot.flow.models import GenerationSpec, GenerationState, PollRef, PollResult, Submitted
+from bot.backends.flow.keys import ASPECT_RATIOS, check_overrides, model_key
+from bot.backends.flow.models import GenerationSpec, GenerationState, PollRef, PollResult, Submitted
 from tests.fakes.flow_emulator import Fault, FlowEmulator, Outcome
 
 TIMEOUT = aiohttp.ClientTimeout(total=5, sock_read=2)

@@ -27,7 +27,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, SecretStr
 from yarl import URL
 
-from bot.flow._cookies import (
+from bot.backends.flow._cookies import (
     AUTHORIZATION_ENTRY,
     MAX_COOKIE_FILE_BYTES,
     SESSION_COOKIE,
@@ -35,7 +35,7 @@ from bot.flow._cookies import (
     is_session_cookie,
     session_chunk_index,
 )
-from bot.flow.errors import (
+from bot.backends.flow.errors import (
     BadResponse,
     CookieFileError,
     CookiesExpired,
@@ -43,7 +43,7 @@ from bot.flow.errors import (
     RateLimited,
     UpstreamUnavailable,
 )
-from bot.flow.redact import mask_email
+from bot.backends.flow.redact import mask_email
 
 __all__ = [
     "AUTHORIZATION_ENTRY",

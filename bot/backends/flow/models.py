@@ -11,8 +11,8 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from bot.flow.errors import BadResponse
-from bot.flow.keys import Aspect, Model
+from bot.backends.flow.errors import BadResponse
+from bot.backends.flow.keys import Aspect, Model
 
 Protocol = Literal["operations", "media"]
 FailureCategory = Literal["content_filter", "transient", "internal", "unknown"]

@@ -20,8 +20,8 @@ from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
 import aiohttp
 from yarl import URL
 
-from bot.flow._http import HttpStatusError, backoff_delay, map_error
-from bot.flow.errors import (
+from bot.backends.flow._http import HttpStatusError, backoff_delay, map_error
+from bot.backends.flow.errors import (
     BadRequest,
     BadResponse,
     FlowError,
@@ -30,8 +30,8 @@ from bot.flow.errors import (
     RateLimited,
     UpstreamUnavailable,
 )
-from bot.flow.keys import ASPECT_RATIOS, model_key
-from bot.flow.models import (
+from bot.backends.flow.keys import ASPECT_RATIOS, model_key
+from bot.backends.flow.models import (
     PENDING_STATUS,
     Credits,
     GenerationSpec,
@@ -47,7 +47,7 @@ from bot.flow.models import (
 )
 
 if TYPE_CHECKING:
-    from bot.flow.credentials import Credentials
+    from bot.backends.flow.credentials import Credentials
 
 __all__ = ["FlowClient"]
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from bot.flow.errors import CookieFileError
+from bot.backends.flow.errors import CookieFileError
 
 __all__ = [
     "AUTHORIZATION_ENTRY",

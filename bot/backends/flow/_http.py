@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from bot.flow.errors import (
+from bot.backends.flow.errors import (
     AuthExpired,
     BadRequest,
     BadResponse,
@@ -23,7 +23,7 @@ from bot.flow.errors import (
     UpstreamUnavailable,
     VerificationRequired,
 )
-from bot.flow.models import ErrorBody, ErrorEnvelope
+from bot.backends.flow.models import ErrorBody, ErrorEnvelope
 
 _VERIFICATION_REASONS = frozenset({"PUBLIC_ERROR_UNUSUAL_ACTIVITY", "PUBLIC_ERROR_SOMETHING_WENT_WRONG"})
 _QUOTA_REASONS = frozenset({"PUBLIC_ERROR_USER_QUOTA_REACHED", "PUBLIC_ERROR_PER_MODEL_DAILY_QUOTA_REACHED"})

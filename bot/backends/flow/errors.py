@@ -1,4 +1,4 @@
-"""The Flow client's error hierarchy.
+"""The Flow client's error hierarchy: each class is also the neutral backend error it stands for.
 
 Every failure the client can raise is one of these, so callers branch on types, never on strings.
 Messages never carry a token, a cookie value or a response body: only status codes, reasons and
@@ -7,15 +7,14 @@ field paths. User-facing wording lives elsewhere (``bot.messages``), in one plac
 
 from __future__ import annotations
 
+from bot.backends import errors as be
 
-class FlowError(Exception):
+
+class FlowError(be.BackendError):
     """Base of everything the Flow client raises."""
 
-    #: Whether the same call may be tried again later with a chance of success.
-    retryable: bool = False
 
-
-class CredentialsError(FlowError):
+class CredentialsError(FlowError, be.CredentialsDead):
     """The team's Flow credentials cannot be used; an admin must act."""
 
 
@@ -27,64 +26,55 @@ class CookiesExpired(CredentialsError):
     """The session cookies no longer yield a token: the admin must re-export them."""
 
 
-class AuthExpired(FlowError):
+class SessionUnreachable(FlowError, be.Unavailable):
+    """The session endpoint could not be reached or failed (5xx, timeout): an outage, not dead cookies."""
+
+
+class AccountMigrated(FlowError, be.AccountMigrated):
+    """The account moved to flow.google.com (flow-api.md §0): the bot cannot drive it, never retried."""
+
+
+class AuthExpired(FlowError, be.CredentialsDead):
     """Flow answered 401 even after a refresh: the bearer token is not accepted."""
 
 
-class VerificationRequired(FlowError):
+class VerificationRequired(FlowError, be.VerificationRequired):
     """Flow wants a human verification (reCAPTCHA / unusual activity). We never work around it."""
 
 
-class RateLimited(FlowError):
+class RateLimited(FlowError, be.RateLimited):
     """Flow asked us to slow down."""
 
-    retryable = True
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class QuotaExhausted(FlowError):
+class QuotaExhausted(FlowError, be.QuotaExhausted):
     """The account is out of credits or hit a daily model quota."""
 
 
-class ModelNotAllowed(FlowError):
+class ModelNotAllowed(FlowError, be.ModelUnavailable):
     """The chosen model key is not available on the account's tier."""
 
 
-class ContentRejected(FlowError):
+class ContentRejected(FlowError, be.SafetyRejected):
     """Flow refused the prompt itself (synchronously)."""
 
     def __init__(self, message: str, *, filter_kind: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, category=filter_kind)
         self.filter_kind = filter_kind
 
 
-class UpstreamUnavailable(FlowError):
+class UpstreamUnavailable(FlowError, be.Unavailable):
     """Flow failed (5xx, timeout, connection error)."""
 
-    retryable = True
 
-    def __init__(self, message: str, *, maybe_accepted: bool = False) -> None:
-        super().__init__(message)
-        #: True when a request may have reached Flow before the failure: a generate must not be re-sent.
-        self.maybe_accepted = maybe_accepted
-
-
-class BadResponse(FlowError):
+class BadResponse(FlowError, be.BadResponse):
     """Flow answered something we cannot read: its API probably changed."""
 
-    def __init__(self, message: str, *, field_path: str | None = None) -> None:
-        super().__init__(message)
-        self.field_path = field_path
 
-
-class BadRequest(FlowError):
+class BadRequest(FlowError, be.BadRequest):
     """Flow rejected our request body (400): our request no longer matches its API."""
 
 
-class NotAVideo(BadResponse):
+class NotAVideo(BadResponse, be.NotAVideo):
     """A download returned something that is not a video (typically an HTML login page)."""
 
 
