@@ -1,42 +1,50 @@
-"""Interaction ack latency: N simultaneous `/veo prompt` through the fake Discord, ours beside a naive bot.
+"""Interaction ack latency: N simultaneous `/veo prompt`, the real `python -m bot` beside a do-nothing floor bot.
 
-Run: ``.venv/bin/python bench/ack.py [--sizes 100 500] [--sequential 50] [--runs 3] [--flow-latency 0]``
+Run: ``.venv/bin/python bench/ack.py [--sizes 100 500] [--runs 3] [--quick] [--profile DIR]``
 
-Ours is the real bot (built as `python -m bot` builds it) answering from the store before any Flow call. The
-baseline is a tiny discord.py bot in this file whose `/veo prompt` calls Flow's generate (the same FlowClient,
-the same emulator) and only then answers. Every command comes from its own user, so no quota refuses one.
-Latency is measured by the fake Discord: from the moment it hands INTERACTION_CREATE to the gateway writer to
-the moment the callback arrives. The 3 s deadline is switched off so the whole distribution is seen; the
-number over 3 s (which Discord would have dropped) is reported. A third bot answers at once without doing
-anything: the floor that discord.py, aiohttp and the fake (sharing this process) impose. "first" is the
-fastest answer of a burst: a late first answer means every handler waited for the others (a convoy).
-``--sequential`` adds an unloaded row: commands sent one after another, each once the previous one was
-answered. ``--flow-latency`` adds that many seconds to every generate call at the emulator (real Flow is not a
-loopback server). Figures are medians over runs.
+Three kinds of process, as in production: the fake Discord lives in this process (it measures), the Flow
+emulator in a second one, and the bot under test in a third, started as users start it (``python -m bot``,
+default settings apart from the fakes' addresses). Beside it, in the same run, the floor: a discord.py bot
+process with the same `/veo prompt` definition that answers at once without doing anything
+(`bench/_ack_procs.py`). Each burst gets a fresh bot process (fresh database) once it is READY: N commands from
+N distinct users are handed to the gateway writer at once, and the latency of each is measured by the fake
+Discord, from the moment it sent INTERACTION_CREATE to the moment the callback arrived. Discord's 3 s deadline
+is switched off so the whole distribution is seen; answers over 3 s are counted. Ours and the floor alternate
+(which goes first flips every run), and the ratio ours / floor is taken within each run before the median
+over runs: the machine is shared, and a ratio within one run cancels most of its noise.
+
+``--profile DIR`` samples each bot process during its bursts with py-spy (``--idle --threads``, raw collapsed
+stacks in DIR) and prints the top entries of the event-loop thread: the hook lives here, not in the bot.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
 import sys
 import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import discord
-from _common import BENCH_USER_BASE, bench_bot, bot_settings, header, median, percentile, quiet_logs, ratio, table
-from discord import app_commands
-from discord.ext import commands
+from _common import BENCH_USER_BASE, ROOT, header, median, percentile, table
 
 DEADLINE = 3.0
+PROCS = Path(__file__).resolve().parent / "_ack_procs.py"
+#: Let the bot's start-up work (the worker's first tick, discord.py's guild cache) finish before a burst.
+SETTLE = 0.5
 
 
 @dataclass
-class Latencies:
+class Burst:
     samples: list[float]
     missing: int
 
@@ -44,139 +52,255 @@ class Latencies:
     def late(self) -> int:
         return sum(1 for s in self.samples if s > DEADLINE) + self.missing
 
-
-class NaiveBot(commands.Bot):
-    """The baseline: answers `/veo prompt` only after Flow's generate returned."""
-
-    def __init__(self, flow: object, project_id: str, guild_id: int, *, floor: bool = False) -> None:
-        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.none(), help_command=None)
-        self.flow = flow
-        self.project_id = project_id
-        self.guild_id = guild_id
-        self.floor = floor
-
-    async def setup_hook(self) -> None:
-        group = app_commands.Group(name="veo", description="naive Veo")
-        callback = floor_prompt if self.floor else naive_prompt
-        group.add_command(app_commands.Command(name="prompt", description="Generate", callback=callback))
-        guild = discord.Object(self.guild_id)
-        self.tree.add_command(group, guild=guild)
-        await self.tree.sync(guild=guild)
+    def figures(self) -> tuple[float, float, float]:
+        return percentile(self.samples, 50), percentile(self.samples, 99), max(self.samples)
 
 
-async def naive_prompt(interaction: discord.Interaction, text: str) -> None:
-    """Generate first, answer second: what the 3 s interaction deadline punishes."""
-    from bot.backends.flow.models import GenerationSpec
+class BotProcess:
+    """One bot subprocess (ours or the floor); its stderr is drained and watched for the ready line."""
 
-    bot: NaiveBot = interaction.client  # type: ignore[assignment]
-    spec = GenerationSpec(prompt=text, aspect="landscape", model="fast", seed=1, scene_id=str(uuid.uuid4()))
-    [submitted] = await bot.backends.flow.generate(bot.project_id, [spec])  # type: ignore[attr-defined]
-    await interaction.response.send_message(f"Started `{submitted.operation_name}` for: {text[:100]}")
+    def __init__(self, argv: list[str], env: dict[str, str], ready_marker: str) -> None:
+        self.argv, self.env, self.ready_marker = argv, env, ready_marker
+        self.ready = asyncio.Event()
+        self.tail: collections.deque[str] = collections.deque(maxlen=40)
+        self.proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> BotProcess:
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv,
+            cwd=self.env["VEO_DATA_DIR"],
+            env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read())
+        ready = asyncio.create_task(self.ready.wait())
+        done, _ = await asyncio.wait({ready, self._reader}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if ready not in done:
+            ready.cancel()
+            await self.stop()
+            raise SystemExit(f"{self.argv[-1]} not ready:\n" + "\n".join(self.tail))
+        return self
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            self.tail.append(line)
+            if self.ready_marker in line:
+                self.ready.set()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), 20)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reader, 5)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
 
-async def floor_prompt(interaction: discord.Interaction, text: str) -> None:
-    """No work at all: what discord.py, aiohttp and the fake cost per interaction on this machine."""
-    await interaction.response.send_message(f"Got it: {text[:100]}")
+@contextlib.asynccontextmanager
+async def flow_emulator(cookie: Path):  # type: ignore[no-untyped-def]
+    """The Flow emulator in its own process; yields its base URLs."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(PROCS),
+        "flow",
+        str(cookie),
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        yield json.loads(line)
+    finally:
+        proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
-async def burst(fd: object, n: int, *, one_at_a_time: bool = False) -> Latencies:
-    """Send n commands at once (or each after the previous one was answered) and collect the latencies."""
+def bot_env(fd: object, flow: dict[str, str], cookie: Path, data_dir: Path) -> dict[str, str]:
     from tests.fakes.discord_server import FakeDiscord
 
     assert isinstance(fd, FakeDiscord)
-    sent = []
-    for i in range(n):
-        sent.append(await fd.send_command("veo", "prompt", {"text": f"ack bench {i}"}, user_id=BENCH_USER_BASE + i))
-        if one_at_a_time:
-            await fd.wait_callback(sent[-1], timeout=30)
-    await fd.wait_until(lambda: all(i.callback is not None or i.late_callbacks for i in sent), 300, "every callback")
-    samples = [
-        i.callback_at - i.dispatched_at for i in sent if i.callback_at is not None and i.dispatched_at is not None
-    ]
-    bad = [i for i in sent if i.callback is not None and i.callback.get("type") != 4]
-    if bad:
-        raise SystemExit(f"{len(bad)} interactions were not answered with a message")
-    return Latencies(samples, n - len(samples))
-
-
-async def run_ours(n: int, flow_latency: float, one_at_a_time: bool = False) -> Latencies:
-    from tests.fakes.discord_server import FakeDiscord
-    from tests.fakes.flow_emulator import Fault, FlowEmulator
-
-    with tempfile.TemporaryDirectory(prefix="veo-bench-ack-") as tmp_dir:
-        async with FlowEmulator(video_size=4096) as emu, FakeDiscord(callback_deadline=None) as fd:
-            emu.credits = 10**9
-            if flow_latency:
-                emu.inject("generate", Fault.slow(flow_latency), times=None)
-            settings = bot_settings(Path(tmp_dir), emu, fd, veo_poll_interval=1.0)
-            async with bench_bot(settings, fd) as bot:
-                result = await burst(fd, n, one_at_a_time=one_at_a_time)
-                jobs = (await bot.store.stats())["total"]
-                if jobs != n:
-                    raise SystemExit(f"ours: {jobs} jobs created for {n} commands")
-            return result
-
-
-async def run_naive(n: int, flow_latency: float, one_at_a_time: bool = False, *, floor: bool = False) -> Latencies:
-    import aiohttp
-
-    from bot.backends.flow.client import FlowClient
-    from bot.backends.flow.credentials import Credentials
-    from tests.fakes.discord_server import FakeDiscord, run_bot
-    from tests.fakes.flow_emulator import Fault, FlowEmulator
-
-    with tempfile.TemporaryDirectory(prefix="veo-bench-ack-") as tmp_dir:
-        cookie = Path(tmp_dir) / "cookie.json"
-        async with FlowEmulator(video_size=4096) as emu, FakeDiscord(callback_deadline=None) as fd:
-            emu.credits = 10**9
-            if flow_latency:
-                emu.inject("generate", Fault.slow(flow_latency), times=None)
-            emu.write_cookie_file(cookie)
-            async with aiohttp.ClientSession() as http:
-                creds = Credentials(cookie, http, labs_base=emu.labs_base)
-                await creds.load()
-                flow = FlowClient(http, creds, api_base=emu.api_base, labs_base=emu.labs_base)
-                async with run_bot(NaiveBot(flow, emu.add_project(), fd.guild_id, floor=floor), fd):
-                    result = await burst(fd, n, one_at_a_time=one_at_a_time)
-            if len(emu.calls("generate")) != (0 if floor else n):
-                raise SystemExit("naive: not one generate per command")
-            return result
-
-
-def summary(runs: list[Latencies]) -> tuple[float, float, float, float, int]:
-    return (
-        median(min(r.samples) for r in runs),
-        median(percentile(r.samples, 50) for r in runs),
-        median(percentile(r.samples, 99) for r in runs),
-        median(max(r.samples) for r in runs),
-        max(r.late for r in runs),
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "FLOW_", "VEO_"))}
+    env.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "DISCORD_TOKEN": fd.token,
+            "DISCORD_API_BASE": fd.api_base,
+            "DISCORD_GATEWAY_URL": fd.gateway_url,
+            "DISCORD_GUILD_ID": str(fd.guild_id),
+            "FLOW_COOKIE_FILE": str(cookie),
+            "FLOW_API_BASE": flow["api_base"],
+            "FLOW_LABS_BASE": flow["labs_base"],
+            "VEO_DATA_DIR": str(data_dir),
+        }
     )
+    return env
+
+
+async def burst(fd: object, n: int) -> Burst:
+    """Hand n commands from n users to the gateway writer at once; collect send -> callback latencies."""
+    from tests.fakes.discord_server import FakeDiscord
+
+    assert isinstance(fd, FakeDiscord)
+    sent = [
+        await fd.send_command("veo", "prompt", {"text": f"ack bench {i}"}, user_id=BENCH_USER_BASE + i)
+        for i in range(n)
+    ]
+    await fd.wait_until(lambda: all(i.callback is not None for i in sent), 120, "every callback")
+    if any(i.callback_type != 4 for i in sent):
+        kinds = collections.Counter(i.callback_type for i in sent)
+        raise SystemExit(f"not every interaction was answered with a message: {dict(kinds)}")
+    samples = [i.callback_at - i.dispatched_at for i in sent if i.callback_at and i.dispatched_at]
+    return Burst(samples, n - len(samples))
+
+
+class Profiler:
+    """py-spy attached to one bot process for the length of a burst (raw collapsed stacks)."""
+
+    def __init__(self, pid: int, out: Path | None) -> None:
+        self.pid, self.out = pid, out
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> Profiler:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if self.out is not None:
+            self.proc = await asyncio.create_subprocess_exec(
+                spy, "record", "--pid", str(self.pid), "--rate", "500", "--idle", "--threads", "--nonblocking",
+                "--format", "raw", "-o", str(self.out),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            await asyncio.sleep(0.5)  # py-spy has no "attached" signal; it attaches well within this
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)
+            await asyncio.wait_for(self.proc.wait(), 30)
+
+
+def count_jobs(db: Path) -> tuple[int, int]:
+    """Jobs in the bot's database after it stopped, and how many of them know their status message."""
+    conn = sqlite3.connect(db)
+    try:
+        row = conn.execute("SELECT COUNT(*), COUNT(status_message_id) FROM jobs").fetchone()
+        return int(row[0]), int(row[1])
+    finally:
+        conn.close()
+
+
+async def measure(who: str, n: int, flow: dict[str, str], cookie: Path, profile: Path | None) -> Burst:
+    from tests.fakes.discord_server import FakeDiscord
+
+    with tempfile.TemporaryDirectory(prefix=f"veo-bench-ack-{who}-") as tmp:
+        data = Path(tmp)
+        async with FakeDiscord(callback_deadline=None) as fd:
+            env = bot_env(fd, flow, cookie, data)
+            if who == "ours":
+                argv, marker = [sys.executable, "-m", "bot"], "connected as"
+            else:
+                argv, marker = [sys.executable, str(PROCS), "floor"], "floor ready"
+            async with BotProcess(argv, env, marker) as bot:
+                await asyncio.sleep(SETTLE)
+                async with Profiler(bot.pid, profile):
+                    result = await burst(fd, n)
+        if who == "ours":
+            jobs, with_status = await asyncio.to_thread(count_jobs, data / "veo.sqlite3")
+            if jobs != n:
+                raise SystemExit(f"ours: {jobs} jobs stored for {n} acknowledged commands")
+            if with_status != n:
+                print(f"note: {n - with_status} of {n} jobs have no status message id after SIGTERM")
+    return result
+
+
+def top_entries(path: Path, limit: int = 14) -> str:
+    """The event-loop thread's hottest functions in a py-spy raw profile: inclusive and self sample shares."""
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if "MainThread" not in frames[0] and "0x" in frames[0] and "main" not in frames[0].lower():
+            continue
+        names = [f.split(" (")[0] + " (" + f.rpartition("/")[2].split(":")[0] for f in frames[1:]]
+        weight = int(count)
+        total += weight
+        for name in set(names):
+            inclusive[name] += weight
+        if names:
+            own[names[-1]] += weight
+    rows = []
+    for (name, hits), (self_name, self_hits) in zip(
+        inclusive.most_common(limit), own.most_common(limit), strict=False
+    ):
+        rows.append([f"{100 * hits / total:.0f}%", name[:70], f"{100 * self_hits / total:.0f}%", self_name[:70]])
+    return table(["incl", "function (event-loop thread)", "self", "function"], rows)
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--sequential", type=int, default=50, help="also send this many one at a time (0: skip)")
-    parser.add_argument("--flow-latency", type=float, default=0.0, help="seconds added to each generate call")
+    parser.add_argument("--quick", action="store_true", help="one run of each size")
+    parser.add_argument("--profile", type=Path, help="record py-spy profiles of each burst into this directory")
     args = parser.parse_args()
-    quiet_logs()
-    header("ack latency: simultaneous /veo prompt, INTERACTION_CREATE -> callback")
-    print(f"emulator generate latency: +{args.flow_latency:.2f} s; median of {args.runs} runs\n")
+    runs = 1 if args.quick else args.runs
+    header("ack latency: N simultaneous /veo prompt from N users, INTERACTION_CREATE sent -> callback received")
+    print(f"ours: `python -m bot` in its own process; floor: do-nothing discord.py bot; median of {runs} run(s)\n")
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    results: dict[tuple[str, int], list[Burst]] = collections.defaultdict(list)
+    with tempfile.TemporaryDirectory(prefix="veo-bench-ack-") as tmp:
+        cookie = Path(tmp) / "cookie.json"
+        async with flow_emulator(cookie) as flow:
+            for run in range(runs):
+                for n in args.sizes:
+                    for who in ("floor", "ours") if run % 2 == 0 else ("ours", "floor"):
+                        out = args.profile / f"{who}-{n}-run{run + 1}.txt" if args.profile else None
+                        results[who, n].append(await measure(who, n, flow, cookie, out))
     rows = []
-    cases = [(n, False) for n in args.sizes] + ([(args.sequential, True)] if args.sequential else [])
-    for n, one_at_a_time in cases:
-        label = f"{n} one at a time" if one_at_a_time else f"{n} at once"
-        ours = [await run_ours(n, args.flow_latency, one_at_a_time) for _ in range(args.runs)]
-        naive = [await run_naive(n, args.flow_latency, one_at_a_time) for _ in range(args.runs)]
-        floor = [await run_naive(n, 0.0, one_at_a_time, floor=True) for _ in range(args.runs)]
-        o, b, f = summary(ours), summary(naive), summary(floor)
-        rows.append([label, "ours (store, then answer)", *(f"{x * 1000:.0f} ms" for x in o[:4]), o[4]])
-        rows.append([label, "naive (generate, then answer)", *(f"{x * 1000:.0f} ms" for x in b[:4]), b[4]])
-        rows.append([label, "ratio (naive / ours)", *(ratio(y, x) for x, y in zip(o[:4], b[:4], strict=True)), ""])
-        rows.append([label, "floor (answer, no work)", *(f"{x * 1000:.0f} ms" for x in f[:4]), f[4]])
-    print(table(["commands", "bot", "first", "p50", "p99", "max", "over 3 s"], rows))
-    print("\ngoal: p99 <= 100 ms (Discord drops answers after 3 s)")
+    for n in args.sizes:
+        ours, floor = results["ours", n], results["floor", n]
+        o = [median(b.figures()[k] for b in ours) for k in range(3)]
+        f = [median(b.figures()[k] for b in floor) for k in range(3)]
+        r = [median(a.figures()[k] / b.figures()[k] for a, b in zip(ours, floor, strict=True)) for k in range(3)]
+        late = (max(b.late for b in ours), max(b.late for b in floor))
+        rows.append([f"{n} at once", "ours", *(f"{x * 1000:.0f} ms" for x in o), late[0]])
+        rows.append(["", "floor", *(f"{x * 1000:.0f} ms" for x in f), late[1]])
+        rows.append(["", "ours / floor (per run, median)", *(f"{x:.2f}x" for x in r), ""])
+        per_run = ", ".join(
+            f"{a.figures()[1] * 1000:.0f}/{b.figures()[1] * 1000:.0f}" for a, b in zip(ours, floor, strict=True)
+        )
+        rows.append(["", f"p99 ours/floor per run: {per_run} ms", "", "", "", ""])
+    print(table(["commands", "bot", "p50", "p99", "max", "over 3 s (worst run)"], rows))
+    print("\ngoals: p99 within 1.5x the floor at 100; at 500 none over 3 s and p99 within 2x the floor")
+    if args.profile:
+        for path in sorted(args.profile.glob("*.txt")):
+            print(f"\n-- profile {path.name}\n{top_entries(path)}")
 
 
 if __name__ == "__main__":
