@@ -1,7 +1,7 @@
 """The processes `bench/ack.py` runs beside the bot: the Flow emulator, and the floor bot.
 
     python bench/_ack_procs.py flow COOKIE_PATH   # prints {"api_base": ..., "labs_base": ...}, runs until stdin closes
-    python bench/_ack_procs.py floor              # DISCORD_TOKEN, DISCORD_API_BASE, DISCORD_GATEWAY_URL, DISCORD_GUILD_ID
+    python bench/_ack_procs.py floor   # env: DISCORD_TOKEN, DISCORD_API_BASE, DISCORD_GATEWAY_URL, DISCORD_GUILD_ID
 
 The floor is a discord.py bot that does nothing: it declares `/veo prompt` exactly as `cogs/veo.py` does (same
 group, options, types, ranges and choices, so discord.py parses and transforms the same payload) and answers at
@@ -18,14 +18,14 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 import discord
 import yarl
 from discord import app_commands
 from discord.ext import commands
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 SEED_MAX = 2_147_483_647
 READY_LINE = "floor ready"

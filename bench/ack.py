@@ -254,9 +254,7 @@ def top_entries(path: Path, limit: int = 14) -> str:
         if names:
             own[names[-1]] += weight
     rows = []
-    for (name, hits), (self_name, self_hits) in zip(
-        inclusive.most_common(limit), own.most_common(limit), strict=False
-    ):
+    for (name, hits), (self_name, self_hits) in zip(inclusive.most_common(limit), own.most_common(limit), strict=False):
         rows.append([f"{100 * hits / total:.0f}%", name[:70], f"{100 * self_hits / total:.0f}%", self_name[:70]])
     return table(["incl", "function (event-loop thread)", "self", "function"], rows)
 
