@@ -236,27 +236,43 @@ async def measure(who: str, n: int, flow: dict[str, str], cookie: Path, profile:
     return result
 
 
-def top_entries(path: Path, limit: int = 14) -> str:
-    """The event-loop thread's hottest functions in a py-spy raw profile: inclusive and self sample shares."""
+#: Leaf functions where a thread waits rather than works.
+IDLE_LEAVES = frozenset({"select", "wait", "get", "_worker"})
+
+
+def frame_name(frame: str) -> str:
+    """'Class.method (/path/to/module.py:123)' -> 'Class.method (module.py)'."""
+    func, _, where = frame.partition(" (")
+    return f"{func} ({where.rpartition('/')[2].split(':')[0].rstrip(')')})"
+
+
+def top_entries(path: Path, limit: int = 16) -> str:
+    """The event-loop thread's hottest functions in a py-spy raw profile, as shares of its busy samples."""
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
-    total = 0
+    busy = idle = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        frames = stack.split(";")
-        if "MainThread" not in frames[0] and "0x" in frames[0] and "main" not in frames[0].lower():
+        thread, *frames = stack.split(";")
+        if "MainThread" not in thread or not frames:
             continue
-        names = [f.split(" (")[0] + " (" + f.rpartition("/")[2].split(":")[0] for f in frames[1:]]
-        weight = int(count)
-        total += weight
+        names = [frame_name(f) for f in frames]
+        if names[-1].split(" (")[0].rpartition(".")[2] in IDLE_LEAVES:
+            idle += int(count)
+            continue
+        busy += int(count)
         for name in set(names):
-            inclusive[name] += weight
-        if names:
-            own[names[-1]] += weight
-    rows = []
-    for (name, hits), (self_name, self_hits) in zip(inclusive.most_common(limit), own.most_common(limit), strict=False):
-        rows.append([f"{100 * hits / total:.0f}%", name[:70], f"{100 * self_hits / total:.0f}%", self_name[:70]])
-    return table(["incl", "function (event-loop thread)", "self", "function"], rows)
+            inclusive[name] += int(count)
+        own[names[-1]] += int(count)
+    head = f"event-loop thread: {busy} busy samples, {idle} idle (in select) at 500 Hz"
+    skip = ("_run_once", "run_forever", "run_until_complete", "Runner.run", "run (runners", "<module>", "_run_code",
+            "_run_module_as_main", "main (", "Handle._run", "Client.run", "run_floor", "run_bot")  # fmt: skip
+    hot = [(n, c) for n, c in inclusive.most_common() if not n.startswith(skip) and " main (" not in n][:limit]
+    rows = [
+        [f"{100 * c / max(1, busy):.0f}%", n[:72], f"{100 * sc / max(1, busy):.0f}%", sn[:72]]
+        for (n, c), (sn, sc) in zip(hot, own.most_common(limit), strict=False)
+    ]
+    return head + "\n" + table(["incl", "function", "self", "function"], rows)
 
 
 async def main() -> None:
