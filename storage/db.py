@@ -8,15 +8,19 @@ import os
 import re
 import sqlite3
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
 
 from storage.models import StorageError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 HEADER_SIZE = 100
@@ -147,6 +151,16 @@ async def connect(path: Path) -> aiosqlite.Connection:
         await conn.close()
         raise
     return conn
+
+
+async def run_in_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `fn(raw connection)` on the connection's own thread, queued in order with its other statements.
+
+    A transaction of many statements then costs one round trip between the event loop and that thread
+    instead of one per statement (each of which waits for a turn of a busy loop). Uses aiosqlite's queue
+    (`Connection._execute`, what every aiosqlite call goes through); the caller must hold the store's lock.
+    """
+    return await conn._execute(lambda: fn(conn._conn))
 
 
 async def migrate(conn: aiosqlite.Connection, path: Path, migrations: list[Migration]) -> int:

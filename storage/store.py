@@ -67,9 +67,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -80,7 +82,7 @@ from typing import NotRequired, TypedDict, Unpack
 
 import aiosqlite
 
-from storage.db import connect
+from storage.db import connect, run_in_thread
 from storage.models import (
     ALLOWED_TRANSITIONS,
     IN_FLIGHT_STATES,
@@ -181,6 +183,37 @@ SELECT id, ROW_NUMBER() OVER (ORDER BY turn, id) AS position FROM ranked ORDER B
 """)
 
 
+# A user's quota figures in one statement, not three: this runs inside every command's transaction.
+_QUOTA_SQL = _sql(
+    "SELECT (SELECT COUNT(*) FROM jobs INDEXED BY jobs_user_created"
+    "        WHERE user_id = :user AND created_at > :since AND state NOT IN ({unsuccessful})),"
+    " (SELECT MIN(created_at) FROM jobs INDEXED BY jobs_user_created"
+    "        WHERE user_id = :user AND created_at > :since AND state NOT IN ({unsuccessful})),"
+    " (SELECT COUNT(*) FROM jobs INDEXED BY jobs_user_unfinished"
+    "        WHERE user_id = :user AND state IN ({unfinished})),"
+    " (SELECT daily FROM quota_overrides WHERE user_id = :user)"
+)
+_NEW_JOBS_SQL = _sql("SELECT {cols} FROM jobs WHERE id IN (SELECT value FROM json_each(?))")
+_NEW_POSITIONS_SQL = _sql(
+    "SELECT id, position FROM ({fair}) WHERE id IN (SELECT value FROM json_each(?))", fair=_FAIR_QUEUE_SQL
+)
+
+
+def _quota_from_row(row: sqlite3.Row, daily_quota: int, max_active: int, unlimited: bool) -> QuotaStatus:
+    used, oldest, active, override = int(row[0]), row[1], int(row[2]), row[3]
+    if unlimited:
+        return QuotaStatus(used=used, limit=None, remaining=None, resets_at=None, active=active, max_active=None)
+    limit = int(override) if override is not None else daily_quota
+    return QuotaStatus(
+        used=used,
+        limit=limit,
+        remaining=max(0, limit - used),
+        resets_at=float(oldest) + QUOTA_WINDOW if oldest is not None else None,
+        active=active,
+        max_active=max_active,
+    )
+
+
 def new_nonce() -> str:
     """Return a fresh Discord message nonce (24 hex characters, within Discord's 25)."""
     return secrets.token_hex(12)
@@ -260,6 +293,100 @@ class _CreateRequest:
     future: asyncio.Future[tuple[list[Job], dict[int, int]]]
 
 
+@dataclass(slots=True, eq=False)
+class _StatusMark:
+    job_ids: list[int]
+    message_id: int
+    future: asyncio.Future[None]
+
+
+_Outcome = list[int] | QuotaExceeded | ActiveLimitReached
+
+
+def _insert_jobs(db: sqlite3.Connection, request: _CreateRequest, now: float) -> list[int]:
+    """Check one request's quota and insert its jobs and events (on the connection's thread, in a transaction)."""
+    wanted = len(request.seeds)
+    row = db.execute(_QUOTA_SQL, {"user": request.user_id, "since": now - QUOTA_WINDOW}).fetchone()
+    status = _quota_from_row(row, request.daily_quota, request.max_active, request.unlimited)
+    if not request.unlimited:
+        if status.remaining is not None and wanted > status.remaining:
+            raise QuotaExceeded(status, wanted)
+        if status.max_active is not None and status.active + wanted > status.max_active:
+            raise ActiveLimitReached(status, wanted)
+    ids: list[int] = []
+    options = request.options.to_json()
+    for seed in request.seeds:
+        cursor = db.execute(
+            "INSERT INTO jobs (user_id, guild_id, channel_id, prompt, aspect, model, seed, state, group_id,"
+            " created_at, updated_at, options, cost, cost_unit)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+            (
+                request.user_id,
+                request.guild_id,
+                request.channel_id,
+                request.prompt,
+                request.aspect,
+                request.model,
+                seed,
+                ids[0] if ids else None,
+                now,
+                now,
+                options,
+                request.cost,
+                request.cost_unit,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        ids.append(cursor.lastrowid)
+    if wanted > 1:
+        db.execute("UPDATE jobs SET group_id = ? WHERE id = ?", (ids[0], ids[0]))
+    db.executemany(
+        "INSERT INTO events (at, kind, job_id, actor_id, detail) VALUES (?, 'created', ?, ?, ?)",
+        [(now, job_id, request.user_id, f"seed {seed}") for job_id, seed in zip(ids, request.seeds, strict=True)],
+    )
+    return ids
+
+
+def _commit_batch(
+    batch: list[_CreateRequest],
+    marks: list[_StatusMark],
+    now: float,
+    abandoned: threading.Event,
+    db: sqlite3.Connection,
+) -> tuple[list[_Outcome], dict[int, Job], dict[int, int]]:
+    """One group-commit transaction: status message ids, then every request in arrival order, then their rows.
+
+    Runs on the connection's thread. Each request sees the ones before it, so the quota race stays exact; a
+    refused request changes nothing and the others go on. Any other error rolls the whole batch back, and so
+    does `abandoned` (the waiting task was cancelled) when it is set before the commit.
+    """
+    if abandoned.is_set():
+        raise asyncio.CancelledError
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.executemany(
+            "UPDATE jobs SET status_message_id = ?, updated_at = ? WHERE id IN (SELECT value FROM json_each(?))",
+            [(mark.message_id, now, json.dumps(mark.job_ids)) for mark in marks],
+        )
+        outcomes: list[_Outcome] = []
+        for request in batch:
+            try:
+                outcomes.append(_insert_jobs(db, request, now))
+            except (QuotaExceeded, ActiveLimitReached) as refusal:
+                outcomes.append(refusal)
+        created = json.dumps([i for ids in outcomes if isinstance(ids, list) for i in ids])
+        jobs = {int(r["id"]): _job(r) for r in db.execute(_NEW_JOBS_SQL, (created,))} if batch else {}
+        positions = {int(r[0]): int(r[1]) for r in db.execute(_NEW_POSITIONS_SQL, (created,))} if batch else {}
+        if abandoned.is_set():
+            raise asyncio.CancelledError
+        db.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.OperationalError):  # no transaction open: BEGIN itself failed
+            db.execute("ROLLBACK")
+        raise
+    return outcomes, jobs, positions
+
+
 class Store:
     """Durable jobs, quotas, settings and the audit log on one SQLite file."""
 
@@ -270,6 +397,7 @@ class Store:
         self._lock = asyncio.Lock()
         self._kv_cache: dict[str, str | None] = {}
         self._create_queue: list[_CreateRequest] = []
+        self._status_queue: list[_StatusMark] = []
         self._create_drainer: asyncio.Task[None] | None = None
 
     @classmethod
@@ -401,60 +529,67 @@ class Store:
             future=asyncio.get_running_loop().create_future(),
         )
         self._create_queue.append(pending)
+        self._start_writer()
+        # Not shielded: cancelling the caller cancels this future at once, and a cancelled request that no
+        # transaction has taken yet is left out of the next one. Already in one: it commits with its batch.
+        return await pending.future
+
+    def _start_writer(self) -> None:
         if self._create_drainer is None or self._create_drainer.done():
             self._create_drainer = asyncio.create_task(self._drain_creates(), name="store-create-jobs")
-        try:
-            return await asyncio.shield(pending.future)
-        except asyncio.CancelledError:
-            # Not yet taken into a transaction: withdraw it. Already in one: it commits with its batch.
-            if pending in self._create_queue:
-                self._create_queue.remove(pending)
-            raise
 
     async def _drain_creates(self) -> None:
-        while self._create_queue:
-            batch: list[_CreateRequest] = []
-            outcomes: list[tuple[_CreateRequest, list[int] | BaseException]] = []
-            try:
-                async with self._write() as conn:
-                    # Taken under the lock: everything that queued up meanwhile joins this transaction.
-                    batch, self._create_queue = self._create_queue, []
+        """Commit what commands queued (new jobs, status message ids), one transaction per round.
+
+        The whole transaction runs as one function on the connection's thread: one round trip to it per
+        round instead of ~4 per command, so a burst never waits for the event loop between statements.
+        """
+        while self._create_queue or self._status_queue:
+            cancelled = False
+            async with self._lock:
+                # Taken under the lock: everything that queued up meanwhile joins this transaction.
+                batch = [request for request in self._create_queue if not request.future.done()]
+                self._create_queue = []
+                marks, self._status_queue = self._status_queue, []
+                if not batch and not marks:
+                    continue
+                try:
+                    conn = self._require()
                     now = self._clock()
-                    for request in batch:
-                        try:
-                            outcomes.append((request, await self._insert_jobs(conn, request, now)))
-                        except (QuotaExceeded, ActiveLimitReached) as refusal:
-                            outcomes.append((request, refusal))
-                    created = [i for _, ids in outcomes if isinstance(ids, list) for i in ids]
-                    id_list = json.dumps(created)
-                    rows = await self._rows(
-                        conn, _sql("SELECT {cols} FROM jobs WHERE id IN (SELECT value FROM json_each(?))"), (id_list,)
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise asyncio.CancelledError  # not submitted: nothing to undo
+                    abandoned = threading.Event()
+                    call = asyncio.ensure_future(
+                        run_in_thread(conn, functools.partial(_commit_batch, batch, marks, now, abandoned))
                     )
-                    position_rows = await self._rows(
-                        conn,
-                        _sql(
-                            "SELECT id, position FROM ({fair}) WHERE id IN (SELECT value FROM json_each(?))",
-                            fair=_FAIR_QUEUE_SQL,
-                        ),
-                        (id_list,),
-                    )
-            except BaseException as err:  # nothing was committed: every request in the batch fails alike
-                for request in batch:
-                    if request.future.done():
-                        continue
-                    if isinstance(err, Exception):
-                        request.future.set_exception(err)
-                    else:
-                        request.future.cancel()
-                if not isinstance(err, Exception):
-                    for request in self._create_queue:
-                        request.future.cancel()
-                    self._create_queue = []
-                    raise
-                continue
-            jobs = {int(r["id"]): _job(r) for r in rows}
-            positions = {int(r[0]): int(r[1]) for r in position_rows}
-            for request, result in outcomes:
+                    try:
+                        outcomes, jobs, positions = await asyncio.shield(call)
+                    except asyncio.CancelledError:
+                        # The transaction is on the connection's thread: it commits or rolls back as a whole.
+                        # Wait for which, so that every caller learns the truth, then stop.
+                        abandoned.set()
+                        cancelled = True
+                        outcomes, jobs, positions = await call
+                except BaseException as err:  # nothing was committed: every request in the batch fails alike
+                    waiting = [*batch, *marks]
+                    if not isinstance(err, Exception):
+                        waiting += [*self._create_queue, *self._status_queue]
+                        self._create_queue, self._status_queue = [], []
+                    for request in waiting:
+                        if request.future.done():
+                            continue
+                        if isinstance(err, Exception):
+                            request.future.set_exception(err)
+                        else:
+                            request.future.cancel()
+                    if not isinstance(err, Exception):
+                        raise
+                    continue
+            for mark in marks:
+                if not mark.future.done():
+                    mark.future.set_result(None)
+            for request, result in zip(batch, outcomes, strict=True):
                 if request.future.done():
                     continue
                 if isinstance(result, BaseException):
@@ -463,57 +598,18 @@ class Store:
                     request.future.set_result(
                         ([jobs[i] for i in result], {i: positions[i] for i in result if i in positions})
                     )
-
-    async def _insert_jobs(self, conn: aiosqlite.Connection, request: _CreateRequest, now: float) -> list[int]:
-        wanted = len(request.seeds)
-        status = await self._quota_status(
-            conn, request.user_id, request.daily_quota, request.max_active, request.unlimited, now
-        )
-        if not request.unlimited:
-            if status.remaining is not None and wanted > status.remaining:
-                raise QuotaExceeded(status, wanted)
-            if status.max_active is not None and status.active + wanted > status.max_active:
-                raise ActiveLimitReached(status, wanted)
-        ids: list[int] = []
-        for seed in request.seeds:
-            row = await self._one(
-                conn,
-                "INSERT INTO jobs (user_id, guild_id, channel_id, prompt, aspect, model, seed, state, group_id,"
-                " created_at, updated_at, options, cost, cost_unit)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?) RETURNING id",
-                (
-                    request.user_id,
-                    request.guild_id,
-                    request.channel_id,
-                    request.prompt,
-                    request.aspect,
-                    request.model,
-                    seed,
-                    ids[0] if ids else None,
-                    now,
-                    now,
-                    request.options.to_json(),
-                    request.cost,
-                    request.cost_unit,
-                ),
-            )
-            assert row is not None
-            ids.append(int(row[0]))
-        if wanted > 1:
-            await conn.execute("UPDATE jobs SET group_id = ? WHERE id = ?", (ids[0], ids[0]))
-        await conn.executemany(
-            "INSERT INTO events (at, kind, job_id, actor_id, detail) VALUES (?, 'created', ?, ?, ?)",
-            [(now, job_id, request.user_id, f"seed {seed}") for job_id, seed in zip(ids, request.seeds, strict=True)],
-        )
-        return ids
+            if cancelled:
+                for request in [*self._create_queue, *self._status_queue]:
+                    request.future.cancel()
+                self._create_queue, self._status_queue = [], []
+                raise asyncio.CancelledError
 
     async def set_status_message(self, job_ids: list[int], message_id: int) -> None:
-        """Remember the status message of a command's jobs, in one statement."""
-        async with self._lock:
-            await self._require().execute(
-                "UPDATE jobs SET status_message_id = ?, updated_at = ? WHERE id IN (SELECT value FROM json_each(?))",
-                (message_id, self._clock(), json.dumps(job_ids)),
-            )
+        """Remember the status message of a command's jobs; concurrent calls share one transaction."""
+        mark = _StatusMark(job_ids, message_id, asyncio.get_running_loop().create_future())
+        self._status_queue.append(mark)
+        self._start_writer()
+        await asyncio.shield(mark.future)
 
     async def get_job(self, job_id: int) -> Job | None:
         jobs = await self._jobs(_sql("SELECT {cols} FROM jobs WHERE id = ?"), (job_id,))
@@ -790,33 +886,9 @@ class Store:
         unlimited: bool,
         now: float,
     ) -> QuotaStatus:
-        # One statement, not three: this runs inside every command's transaction.
-        row = await self._one(
-            conn,
-            _sql(
-                "SELECT (SELECT COUNT(*) FROM jobs INDEXED BY jobs_user_created"
-                "        WHERE user_id = :user AND created_at > :since AND state NOT IN ({unsuccessful})),"
-                " (SELECT MIN(created_at) FROM jobs INDEXED BY jobs_user_created"
-                "        WHERE user_id = :user AND created_at > :since AND state NOT IN ({unsuccessful})),"
-                " (SELECT COUNT(*) FROM jobs INDEXED BY jobs_user_unfinished"
-                "        WHERE user_id = :user AND state IN ({unfinished})),"
-                " (SELECT daily FROM quota_overrides WHERE user_id = :user)"
-            ),
-            {"user": user_id, "since": now - QUOTA_WINDOW},
-        )
+        row = await self._one(conn, _QUOTA_SQL, {"user": user_id, "since": now - QUOTA_WINDOW})
         assert row is not None
-        used, oldest, active, override = int(row[0]), row[1], int(row[2]), row[3]
-        if unlimited:
-            return QuotaStatus(used=used, limit=None, remaining=None, resets_at=None, active=active, max_active=None)
-        limit = int(override) if override is not None else daily_quota
-        return QuotaStatus(
-            used=used,
-            limit=limit,
-            remaining=max(0, limit - used),
-            resets_at=float(oldest) + QUOTA_WINDOW if oldest is not None else None,
-            active=active,
-            max_active=max_active,
-        )
+        return _quota_from_row(row, daily_quota, max_active, unlimited)
 
     async def set_quota_override(self, user_id: int, daily: int | None, *, actor_id: int | None = None) -> None:
         """Give a user their own daily quota (None: back to the default); logged as an admin action."""
