@@ -47,6 +47,8 @@ SETTLE = 0.5
 class Burst:
     samples: list[float]
     missing: int
+    #: CPU time (user + system) the bot process spent from the first command sent to the last callback.
+    cpu: float = 0.0
 
     @property
     def late(self) -> int:
@@ -202,6 +204,13 @@ class Profiler:
             await asyncio.wait_for(self.proc.wait(), 30)
 
 
+def cpu_seconds(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 def count_jobs(db: Path) -> tuple[int, int]:
     """Jobs in the bot's database after it stopped, and how many of them know their status message."""
     conn = sqlite3.connect(db)
@@ -226,7 +235,9 @@ async def measure(who: str, n: int, flow: dict[str, str], cookie: Path, profile:
             async with BotProcess(argv, env, marker) as bot:
                 await asyncio.sleep(SETTLE)
                 async with Profiler(bot.pid, profile):
+                    before = cpu_seconds(bot.pid)
                     result = await burst(fd, n)
+                    result.cpu = cpu_seconds(bot.pid) - before
         if who == "ours":
             jobs, with_status = await asyncio.to_thread(count_jobs, data / "veo.sqlite3")
             if jobs != n:
@@ -303,14 +314,15 @@ async def main() -> None:
         f = [median(b.figures()[k] for b in floor) for k in range(3)]
         r = [median(a.figures()[k] / b.figures()[k] for a, b in zip(ours, floor, strict=True)) for k in range(3)]
         late = (max(b.late for b in ours), max(b.late for b in floor))
-        rows.append([f"{n} at once", "ours", *(f"{x * 1000:.0f} ms" for x in o), late[0]])
-        rows.append(["", "floor", *(f"{x * 1000:.0f} ms" for x in f), late[1]])
-        rows.append(["", "ours / floor (per run, median)", *(f"{x:.2f}x" for x in r), ""])
+        cpu = [median(b.cpu for b in bursts) / n * 1000 for bursts in (ours, floor)]
+        rows.append([f"{n} at once", "ours", *(f"{x * 1000:.0f} ms" for x in o), late[0], f"{cpu[0]:.2f} ms"])
+        rows.append(["", "floor", *(f"{x * 1000:.0f} ms" for x in f), late[1], f"{cpu[1]:.2f} ms"])
+        rows.append(["", "ours / floor (per run, median)", *(f"{x:.2f}x" for x in r), "", f"{cpu[0] / cpu[1]:.2f}x"])
         per_run = ", ".join(
             f"{a.figures()[1] * 1000:.0f}/{b.figures()[1] * 1000:.0f}" for a, b in zip(ours, floor, strict=True)
         )
-        rows.append(["", f"p99 ours/floor per run: {per_run} ms", "", "", "", ""])
-    print(table(["commands", "bot", "p50", "p99", "max", "over 3 s (worst run)"], rows))
+        rows.append(["", f"p99 ours/floor per run: {per_run} ms", "", "", "", "", ""])
+    print(table(["commands", "bot", "p50", "p99", "max", "over 3 s (worst run)", "bot CPU per command"], rows))
     print("\ngoals: p99 within 1.5x the floor at 100; at 500 none over 3 s and p99 within 2x the floor")
     if args.profile:
         for path in sorted(args.profile.glob("*.txt")):

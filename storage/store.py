@@ -104,6 +104,9 @@ from storage.models import (
 )
 
 QUOTA_WINDOW = 86_400.0
+#: Requests per group-commit transaction: big enough that a burst costs few fsyncs, small enough that the first
+#: answers go out while the next batch is being written (and the replies do not all leave at once).
+MAX_CREATE_BATCH = 64
 # Discord promises nonce deduplication for "a few minutes"; stay well inside that.
 NONCE_WINDOW = 120.0
 MAX_NONCE_LENGTH = 25
@@ -548,8 +551,8 @@ class Store:
             cancelled = False
             async with self._lock:
                 # Taken under the lock: everything that queued up meanwhile joins this transaction.
-                batch = [request for request in self._create_queue if not request.future.done()]
-                self._create_queue = []
+                live = [request for request in self._create_queue if not request.future.done()]
+                batch, self._create_queue = live[:MAX_CREATE_BATCH], live[MAX_CREATE_BATCH:]
                 marks, self._status_queue = self._status_queue, []
                 if not batch and not marks:
                     continue
