@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import gc
 import json
 import os
 import shutil
@@ -235,9 +236,16 @@ async def measure(who: str, n: int, flow: dict[str, str], cookie: Path, profile:
             async with BotProcess(argv, env, marker) as bot:
                 await asyncio.sleep(SETTLE)
                 async with Profiler(bot.pid, profile):
-                    before = cpu_seconds(bot.pid)
-                    result = await burst(fd, n)
-                    result.cpu = cpu_seconds(bot.pid) - before
+                    # A full collection of this process's garbage (earlier runs' fakes) must not pause the
+                    # measuring side in the middle of a burst.
+                    gc.collect()
+                    gc.disable()
+                    try:
+                        before = cpu_seconds(bot.pid)
+                        result = await burst(fd, n)
+                        result.cpu = cpu_seconds(bot.pid) - before
+                    finally:
+                        gc.enable()
         if who == "ours":
             jobs, with_status = await asyncio.to_thread(count_jobs, data / "veo.sqlite3")
             if jobs != n:
