@@ -1,6 +1,6 @@
 """Interaction ack latency: N simultaneous `/veo prompt`, the real `python -m bot` beside a do-nothing floor bot.
 
-Run: ``.venv/bin/python bench/ack.py [--sizes 100 500] [--runs 3] [--quick] [--profile DIR]``
+Run: ``.venv/bin/python bench/ack.py [--sizes 100 500] [--sequential 20] [--runs 3] [--quick] [--profile DIR]``
 
 Three kinds of process, as in production: the fake Discord lives in this process (it measures), the Flow
 emulator in a second one, and the bot under test in a third, started as users start it (``python -m bot``,
@@ -13,7 +13,8 @@ is switched off so the whole distribution is seen; answers over 3 s are counted.
 (which goes first flips every run), and the ratio ours / floor is taken within each run before the median
 over runs: the machine is shared, and a ratio within one run cancels most of its noise.
 
-``--profile DIR`` samples each bot process during its bursts with py-spy (``--idle --threads``, raw collapsed
+``--sequential N`` adds an unloaded row: N commands sent one after another, each once the previous one was
+answered. ``--profile DIR`` samples each bot process during its bursts with py-spy (``--idle --threads``, raw collapsed
 stacks in DIR) and prints the top entries of the event-loop thread: the hook lives here, not in the bot.
 """
 
@@ -164,15 +165,17 @@ def bot_env(fd: object, flow: dict[str, str], cookie: Path, data_dir: Path) -> d
     return env
 
 
-async def burst(fd: object, n: int) -> Burst:
-    """Hand n commands from n users to the gateway writer at once; collect send -> callback latencies."""
+async def burst(fd: object, n: int, *, one_at_a_time: bool = False) -> Burst:
+    """Hand n commands from n users to the gateway writer at once (or each once the previous one was
+    answered); collect send -> callback latencies."""
     from tests.fakes.discord_server import FakeDiscord
 
     assert isinstance(fd, FakeDiscord)
-    sent = [
-        await fd.send_command("veo", "prompt", {"text": f"ack bench {i}"}, user_id=BENCH_USER_BASE + i)
-        for i in range(n)
-    ]
+    sent = []
+    for i in range(n):
+        sent.append(await fd.send_command("veo", "prompt", {"text": f"ack bench {i}"}, user_id=BENCH_USER_BASE + i))
+        if one_at_a_time:
+            await fd.wait_callback(sent[-1], timeout=30)
     await fd.wait_until(lambda: all(i.callback is not None for i in sent), 120, "every callback")
     if any(i.callback_type != 4 for i in sent):
         kinds = collections.Counter(i.callback_type for i in sent)
@@ -222,7 +225,9 @@ def count_jobs(db: Path) -> tuple[int, int]:
         conn.close()
 
 
-async def measure(who: str, n: int, flow: dict[str, str], cookie: Path, profile: Path | None) -> Burst:
+async def measure(
+    who: str, n: int, one_at_a_time: bool, flow: dict[str, str], cookie: Path, profile: Path | None
+) -> Burst:
     from tests.fakes.discord_server import FakeDiscord
 
     with tempfile.TemporaryDirectory(prefix=f"veo-bench-ack-{who}-") as tmp:
@@ -242,7 +247,7 @@ async def measure(who: str, n: int, flow: dict[str, str], cookie: Path, profile:
                     gc.disable()
                     try:
                         before = cpu_seconds(bot.pid)
-                        result = await burst(fd, n)
+                        result = await burst(fd, n, one_at_a_time=one_at_a_time)
                         result.cpu = cpu_seconds(bot.pid) - before
                     finally:
                         gc.enable()
@@ -298,6 +303,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sequential", type=int, default=20, help="also send this many one at a time (0: skip)")
     parser.add_argument("--quick", action="store_true", help="one run of each size")
     parser.add_argument("--profile", type=Path, help="record py-spy profiles of each burst into this directory")
     args = parser.parse_args()
@@ -306,24 +312,27 @@ async def main() -> None:
     print(f"ours: `python -m bot` in its own process; floor: do-nothing discord.py bot; median of {runs} run(s)\n")
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
-    results: dict[tuple[str, int], list[Burst]] = collections.defaultdict(list)
+    cases = [(n, False) for n in args.sizes] + ([(args.sequential, True)] if args.sequential else [])
+    results: dict[tuple[str, int, bool], list[Burst]] = collections.defaultdict(list)
     with tempfile.TemporaryDirectory(prefix="veo-bench-ack-") as tmp:
         cookie = Path(tmp) / "cookie.json"
         async with flow_emulator(cookie) as flow:
             for run in range(runs):
-                for n in args.sizes:
+                for n, one in cases:
                     for who in ("floor", "ours") if run % 2 == 0 else ("ours", "floor"):
-                        out = args.profile / f"{who}-{n}-run{run + 1}.txt" if args.profile else None
-                        results[who, n].append(await measure(who, n, flow, cookie, out))
+                        name = f"{who}-{n}{'-sequential' if one else ''}-run{run + 1}.txt"
+                        out = args.profile / name if args.profile else None
+                        results[who, n, one].append(await measure(who, n, one, flow, cookie, out))
     rows = []
-    for n in args.sizes:
-        ours, floor = results["ours", n], results["floor", n]
+    for n, one in cases:
+        ours, floor = results["ours", n, one], results["floor", n, one]
         o = [median(b.figures()[k] for b in ours) for k in range(3)]
         f = [median(b.figures()[k] for b in floor) for k in range(3)]
         r = [median(a.figures()[k] / b.figures()[k] for a, b in zip(ours, floor, strict=True)) for k in range(3)]
         late = (max(b.late for b in ours), max(b.late for b in floor))
         cpu = [median(b.cpu for b in bursts) / n * 1000 for bursts in (ours, floor)]
-        rows.append([f"{n} at once", "ours", *(f"{x * 1000:.0f} ms" for x in o), late[0], f"{cpu[0]:.2f} ms"])
+        label = f"{n} one at a time" if one else f"{n} at once"
+        rows.append([label, "ours", *(f"{x * 1000:.0f} ms" for x in o), late[0], f"{cpu[0]:.2f} ms"])
         rows.append(["", "floor", *(f"{x * 1000:.0f} ms" for x in f), late[1], f"{cpu[1]:.2f} ms"])
         rows.append(["", "ours / floor (per run, median)", *(f"{x:.2f}x" for x in r), "", f"{cpu[0] / cpu[1]:.2f}x"])
         per_run = ", ".join(
