@@ -43,27 +43,34 @@ class SlowDiscord(FakeDiscord):
         self.hold_before: asyncio.Event | None = None
         self.hold_after: asyncio.Event | None = None
         self.held = 0
-        self._dropping = False
+        #: Creates abandoned by `release(drop=True)` before their message existed.
+        self.dropped = 0
+        self._drop: set[asyncio.Event] = set()
 
     async def _create_message(self, request: web.Request) -> web.Response:  # type: ignore[override]
-        await self._gate(self.hold_before)
-        if self._dropping:  # the sender is gone: the request never completed, nothing is created
+        if await self._gate(self.hold_before):  # the sender is gone: the request never completed, nothing is created
+            self.dropped += 1
+            self._notify()
             return web.Response(status=503)
         response = await super()._create_message(request)
         await self._gate(self.hold_after)
         return response
 
-    async def _gate(self, gate: asyncio.Event | None) -> None:
+    async def _gate(self, gate: asyncio.Event | None) -> bool:
+        """Wait while `gate` holds; True when the held request was released as dropped.
+
+        The drop decision belongs to the gate, read after it opens: not a shared flag that the last waiter to
+        leave resets before the caller can look at it.
+        """
         if gate is None or gate.is_set():
-            return
+            return False
         self.held += 1
         self._notify()
         try:
             await gate.wait()
         finally:
             self.held -= 1
-            if not self.held:
-                self._dropping = False
+        return gate in self._drop
 
     def hold(self, *, after: bool) -> None:
         """Hold the next message creates until `release()`; `after`: the message is stored, the answer waits."""
@@ -75,7 +82,8 @@ class SlowDiscord(FakeDiscord):
 
     def release(self, *, drop: bool = False) -> None:
         """Let held creates go on; `drop`: those held before creation are abandoned instead (client gone)."""
-        self._dropping = drop and self.held > 0
+        if drop and self.hold_before is not None:
+            self._drop.add(self.hold_before)
         for gate in (self.hold_before, self.hold_after):
             if gate is not None:
                 gate.set()
@@ -204,6 +212,29 @@ async def crash_while_posting(settings: Settings, fd: SlowDiscord, text: str) ->
     assert job.state in (JobState.DELIVERING, JobState.FAILED), job.state
     fd.release()
     return job
+
+
+async def test_a_post_held_before_it_existed_dies_with_the_crash_and_is_posted_once_after(
+    tmp_path: Path, emu: FlowEmulator, sfd: SlowDiscord, cookie_file: Path
+) -> None:
+    """The crash case the crash suite relies on: the bot dies while its post is still in flight, so nothing lands."""
+    settings = make_settings(tmp_path, emu, sfd)
+    async with started_bot(settings, sfd) as bot:
+        sfd.hold(after=False)
+        await prompt(sfd, "a lantern in the fog")
+        await sfd.wait_until(lambda: sfd.held >= 1, timeout=10, what="the post held")
+        (job,) = await all_jobs(bot.store)
+    assert job.state is JobState.DELIVERING
+    sfd.release(drop=True)
+    await sfd.wait_until(lambda: sfd.dropped == 1, timeout=5, what="the held post dropped")
+    assert posts_per_job(sfd) == {}
+
+    async with started_bot(settings, sfd) as bot:
+        (done,) = await wait_settled(bot)
+    assert done.state is JobState.DELIVERED
+    (posted,) = posts_of(sfd, job.id)
+    assert done.result_message_id == posted.id
+    assert sfd.nonce_hits == 0  # the first post never existed: nothing for Discord to deduplicate
 
 
 @pytest.mark.parametrize("outcome", ["video", "failure"])
