@@ -32,7 +32,8 @@ A crash at any point, and what the restarted bot finds in ``unfinished_jobs()``:
     post landed, Discord returns that message instead of creating a second one; then do step 3.
   - ``SEARCH_THEN_POST`` (the window may have passed): list the bot's own messages in ``channel_id`` created
     after ``delivering_at`` minus a minute (a snowflake ``after=`` bound makes the search complete rather
-    than "recent"). If one carries the job's marker, do step 3 with its id. Otherwise call
+    than "recent"). If one is the bot's post of this job (recognised by something a user cannot write: the
+    job's button custom_ids, see bot/delivery.py), do step 3 with its id. Otherwise call
     ``renew_delivery(id)`` *before* posting (so a crash during this re-post is covered by the nonce again),
     post with the stored nonce, and do step 3.
 * after step 3 commits: the job is ``delivered`` and is never posted again.

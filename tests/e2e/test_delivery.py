@@ -261,6 +261,36 @@ async def test_long_outage_recovery_finds_the_landed_post_behind_newer_messages(
     assert sfd.nonce_hits == 0
 
 
+@pytest.mark.parametrize("outcome", ["video", "failure"])
+async def test_a_prompt_quoting_the_marker_does_not_pass_for_the_post(
+    tmp_path: Path, emu: FlowEmulator, sfd: SlowDiscord, cookie_file: Path, outcome: str
+) -> None:
+    """Prompts are quoted in the bot's own messages: `veo job N` in one must not make job N count as posted."""
+    if outcome == "failure":
+        emu.outcome_for("blocked", Outcome.failed("PUBLIC_ERROR_SEXUAL"))
+    settings = make_settings(tmp_path, emu, sfd)
+    text = "a sign that reads veo job 1" + (" blocked" if outcome == "failure" else "")
+    async with started_bot(settings, sfd) as bot:
+        sfd.hold(after=False)
+        await prompt(sfd, text)  # its status message, by the bot, quotes "veo job 1"
+        await sfd.wait_until(lambda: sfd.held >= 1, timeout=10, what="the post held")
+        (job,) = await all_jobs(bot.store)
+    assert job.id == 1
+    sfd.release(drop=True)  # the post died with the bot
+    await sfd.wait_until(lambda: sfd.dropped == 1, timeout=5, what="the held post dropped")
+    await age_posting(settings.database_path, job.id, 600)
+    advance(sfd, 600)
+
+    async with started_bot(settings, sfd) as bot:
+        (done,) = await wait_settled(bot)
+    ours = [m for m in sfd.messages if m.attachments or "could not be made" in m.content]
+    assert len(ours) == 1, [m.content for m in sfd.messages]
+    if outcome == "video":
+        assert done.state is JobState.DELIVERED and done.result_message_id == ours[0].id
+    else:
+        assert done.state is JobState.FAILED and done.notice_message_id == ours[0].id
+
+
 async def test_recovery_waits_when_history_cannot_be_read(
     tmp_path: Path, emu: FlowEmulator, sfd: SlowDiscord, cookie_file: Path
 ) -> None:
