@@ -42,7 +42,8 @@ Exactly-once notice of a failure
 --------------------------------
 Terminal jobs without a video (failed, cancelled, timed out) owe their requester one notice. The same three
 steps use their own columns: ``begin_notice(id, new_nonce())`` keeps ``notice_nonce`` and stamps
-``notice_at`` before the post; the post carries the marker; ``finish_notice(id, message_id)`` stamps
+``notice_at`` before the first post (a retry keeps both; only ``renew=True``, after a search found nothing,
+restarts the window); the post carries the marker; ``finish_notice(id, message_id)`` stamps
 ``notified_at``. ``jobs_needing_notice()`` lists the jobs still owed one, and
 ``recovery_action(job.notice_at, now)`` chooses between a same-nonce repost and a search. A notice the bot
 decides not to post (say the user cancelled and was answered in the interaction) is closed with
@@ -572,16 +573,23 @@ class Store:
             )
         return _job(row) if row is not None else None
 
-    async def begin_notice(self, job_id: int, nonce: str) -> Job | None:
-        """Keep the notice nonce (an existing one wins) and stamp notice_at before posting the notice."""
+    async def begin_notice(self, job_id: int, nonce: str, *, renew: bool = False) -> Job | None:
+        """Keep the notice nonce and the start of its window before posting the notice (existing ones win).
+
+        A retry must not restart the window: `notice_at` is when the first post may have landed, which is what
+        tells a same-nonce repost (Discord still deduplicates) from a search. Only `renew`, after a search found
+        nothing, restarts it, just before the re-post (as `renew_delivery` does for videos).
+        """
         _check_fields({"notice_nonce": nonce})
+        stamp = "?" if renew else "COALESCE(notice_at, ?)"
         async with self._lock:
             now = self._clock()
             row = await self._one(
                 self._require(),
                 _sql(
-                    "UPDATE jobs SET notice_nonce = COALESCE(notice_nonce, ?), notice_at = ?, updated_at = ?"
-                    " WHERE id = ? AND notified_at IS NULL AND state IN ({unsuccessful}) RETURNING {cols}"
+                    "UPDATE jobs SET notice_nonce = COALESCE(notice_nonce, ?), notice_at = {stamp}, updated_at = ?"
+                    " WHERE id = ? AND notified_at IS NULL AND state IN ({unsuccessful}) RETURNING {cols}",
+                    stamp=stamp,
                 ),
                 (nonce, now, now, job_id),
             )

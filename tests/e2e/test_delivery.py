@@ -46,6 +46,8 @@ class SlowDiscord(FakeDiscord):
         #: Creates abandoned by `release(drop=True)` before their message existed.
         self.dropped = 0
         self._drop: set[asyncio.Event] = set()
+        #: Answers to lose: the create is done (or deduplicated) but the sender gets a 503 instead.
+        self.lose_answers = 0
 
     async def _create_message(self, request: web.Request) -> web.Response:  # type: ignore[override]
         if await self._gate(self.hold_before):  # the sender is gone: the request never completed, nothing is created
@@ -54,6 +56,9 @@ class SlowDiscord(FakeDiscord):
             return web.Response(status=503)
         response = await super()._create_message(request)
         await self._gate(self.hold_after)
+        if self.lose_answers > 0 and response.status == 200:
+            self.lose_answers -= 1
+            return web.Response(status=503)
         return response
 
     async def _gate(self, gate: asyncio.Event | None) -> bool:
@@ -289,6 +294,28 @@ async def test_a_prompt_quoting_the_marker_does_not_pass_for_the_post(
         assert done.state is JobState.DELIVERED and done.result_message_id == ours[0].id
     else:
         assert done.state is JobState.FAILED and done.notice_message_id == ours[0].id
+
+
+async def test_a_failure_notice_whose_answers_are_lost_is_posted_once(
+    tmp_path: Path, emu: FlowEmulator, sfd: SlowDiscord, cookie_file: Path
+) -> None:
+    """The notice lands but Discord's answers are lost for longer than the nonce window: retries must search,
+    not re-post with a nonce Discord has forgotten (each retry used to restart the window)."""
+    emu.outcome_for("blocked", Outcome.failed("PUBLIC_ERROR_SEXUAL"))
+    settings = make_settings(tmp_path, emu, sfd)
+    assert isinstance(sfd.clock, FakeClock)
+    sfd.lose_answers = 8  # 8 x 50 s: well past Discord's (fake's 300 s) deduplication window
+    async with started_bot(settings, sfd, clock=sfd.clock) as bot:
+        await prompt(sfd, "a blocked lighthouse")
+        async with asyncio.timeout(20):
+            while not all(settled(j) for j in await all_jobs(bot.store)):
+                advance(sfd, 50)  # past any retry backoff
+                await bot.worker.wait_ticks(1)
+        await bot.worker.drain()
+        (job,) = await all_jobs(bot.store)
+    assert job.state is JobState.FAILED
+    (notice,) = posts_of(sfd, job.id)
+    assert job.notice_message_id == notice.id
 
 
 async def test_recovery_waits_when_history_cannot_be_read(
