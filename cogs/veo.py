@@ -19,7 +19,7 @@ from discord.ext import commands
 
 from bot import render
 from bot.errors import UserFacingError
-from bot.messages import pause_text
+from bot.messages import active_refusal_text, pause_text, quota_refusal_text
 from bot.worker import PAUSE_KEY
 from storage import ActiveLimitReached, Job, JobState, QuotaExceeded
 
@@ -73,12 +73,10 @@ def seeds_for(seed: int | None, count: int) -> list[int]:
 def quota_refusal(err: QuotaExceeded | ActiveLimitReached) -> str:
     status = err.status
     if isinstance(err, ActiveLimitReached):
-        return (
-            f"You already have {status.active} videos in progress (the limit is {status.max_active}). "
-            "Wait for one to finish, or cancel one with `/veo cancel`."
-        )
-    when = f" <t:{int(status.resets_at)}:R>" if status.resets_at else " within 24 hours"
-    return f"You have used your {status.limit} videos for the last 24 hours. The next one frees up{when}."
+        return active_refusal_text(err.requested, active=status.active, max_active=status.max_active or 0)
+    return quota_refusal_text(
+        err.requested, remaining=status.remaining or 0, limit=status.limit or 0, resets_at=status.resets_at
+    )
 
 
 async def create_jobs(

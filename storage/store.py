@@ -52,8 +52,10 @@ decides not to post (say the user cancelled and was answered in the interaction)
 Quotas and fairness
 -------------------
 A job counts against its user's rolling 24 h quota from ``created_at`` unless it ended failed, cancelled or
-timed out (Flow does not charge those). Unfinished jobs count against the active limit. ``create_jobs``
-checks and inserts inside one ``BEGIN IMMEDIATE`` transaction, so concurrent requests over any number of
+timed out (Flow does not charge those). Unfinished jobs count against the active limit: a request is refused
+when the user already has jobs in progress and they plus the request would exceed it, while one request of
+any offered size is accepted from a user with nothing in progress (count goes up to 4, the limit defaults to 2).
+``create_jobs`` checks and inserts inside one ``BEGIN IMMEDIATE`` transaction, so concurrent requests over any number of
 connections never overshoot. The queue is served round-robin across users and FIFO within a user: a queued
 job's turn is its place in its user's queue plus the number of that user's jobs already holding a Flow slot;
 jobs are taken by turn, then id.
@@ -461,7 +463,9 @@ class Store:
         if not request.unlimited:
             if status.remaining is not None and wanted > status.remaining:
                 raise QuotaExceeded(status, wanted)
-            if status.max_active is not None and status.active + wanted > status.max_active:
+            # The active limit holds back a user whose jobs are in progress; it never refuses a whole request
+            # (count up to 4 against a default limit of 2) from a user with nothing in progress.
+            if status.max_active is not None and status.active > 0 and status.active + wanted > status.max_active:
                 raise ActiveLimitReached(status, wanted)
         ids: list[int] = []
         for seed in request.seeds:
