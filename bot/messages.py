@@ -218,3 +218,32 @@ ADMIN_ALERTS: dict[str, str] = {
         "queued). It resumes on the 1st (UTC), or now with `/veo-admin resume`."
     ),
 }
+
+
+def _videos(n: int) -> str:
+    return f"{n} video" if n == 1 else f"{n} videos"
+
+
+def quota_refusal_text(asked: int, *, remaining: int, limit: int, resets_at: float | None) -> str:
+    """The daily quota has no room for `asked`: what was asked, what is left, when more frees up, what works."""
+    when = f"the next one frees up <t:{int(resets_at)}:R>" if resets_at else "they free up within 24 hours"
+    if limit <= 0:
+        return "Your quota is 0 videos per 24 hours, so none can be started. Ask an admin if you need some."
+    if remaining <= 0:
+        return f"You have used all {limit} of your videos for the last 24 hours; {when}."
+    return (
+        f"You asked for {_videos(asked)} but have {remaining} left for the last 24 hours ({when}); "
+        f"try count {remaining}."
+    )
+
+
+def active_refusal_text(asked: int, *, active: int, max_active: int) -> str:
+    """The active limit refuses a request while the user's own jobs are in progress; say what would work."""
+    head = f"You asked for {_videos(asked)} but already have {active} in progress"
+    room = max_active - active
+    if room > 0:
+        return f"{head}, and at most {max_active} can be in progress at once; try count {room}."
+    return (
+        f"{head}, and new requests wait until fewer than {max_active} are. "
+        "Wait for one to finish, or cancel one with `/veo cancel`."
+    )

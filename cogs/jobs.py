@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,18 +67,23 @@ class Jobs(commands.Cog):
 
     @tasks.loop(hours=1)
     async def prune_media(self) -> None:
-        """Delete delivered media files older than VEO_MEDIA_RETENTION_DAYS."""
+        """Delete delivered media files older than VEO_MEDIA_RETENTION_DAYS, and stale partial downloads."""
         try:
             removed = await prune_media(self.bot)
         except Exception:
             log.exception("media pruning failed; retrying next hour")
             return
         if removed:
-            log.info("pruned %d delivered media file(s)", removed)
+            log.info("pruned %d media file(s)", removed)
+
+
+#: A partial download untouched this long is a leftover of a kill: downloads write continuously and give up
+#: after FLOW_HTTP_TIMEOUT without data, so no file being written now is anywhere near this old.
+PART_GRACE = 3600.0
 
 
 async def prune_media(bot: VeoBot) -> int:
-    """Delete delivered media files older than VEO_MEDIA_RETENTION_DAYS; returns how many."""
+    """Delete delivered media older than VEO_MEDIA_RETENTION_DAYS and stale partial downloads; returns how many."""
     older_than = bot.settings.veo_media_retention_days * 86400
     removed = 0
     for job in await bot.store.media_to_prune(older_than):
@@ -86,6 +92,17 @@ async def prune_media(bot: VeoBot) -> int:
                 await asyncio.to_thread(Path(job.file_path).unlink)
                 removed += 1
             await bot.store.update_job(job.id, file_path=None)
+    return removed + await asyncio.to_thread(prune_partials, bot.settings.media_dir, time.time() - PART_GRACE)
+
+
+def prune_partials(media_dir: Path, before: float) -> int:
+    """Delete `*.part` files in `media_dir` last modified before `before` (wall time, as mtimes are)."""
+    removed = 0
+    for path in media_dir.glob("*.part"):
+        with contextlib.suppress(FileNotFoundError):  # finished or discarded meanwhile
+            if path.is_file() and path.stat().st_mtime < before:
+                path.unlink()
+                removed += 1
     return removed
 
 
