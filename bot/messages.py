@@ -74,11 +74,20 @@ def failure_text(kind: str | None, reason: str | None = None) -> str:
             return "Flow could not make this video. It was not charged to your quota; try again."
 
 
+#: Why a migrated Flow account ends the road for the Flow backend (flow-api.md §0); `check` prints it as is.
+MIGRATED_SENTENCE = (
+    "This Flow account moved to flow.google.com, which the bot cannot drive; "
+    "use the Vertex AI backend (set GOOGLE_CLOUD_PROJECT)"
+)
+
+
 def flow_error_text(err: BaseException) -> str:
     """A Flow client error, for an interaction reply (admin commands, checks)."""
     match err:
         case fe.CookieFileError():
             return f"The cookie file cannot be used: {err}"
+        case fe.AccountMigrated():
+            return f"{MIGRATED_SENTENCE}."
         case fe.CookiesExpired():
             return "Flow's session cookies have expired. An admin needs to re-export them and run `/veo-admin reload`."
         case fe.AuthExpired():
@@ -98,6 +107,8 @@ def flow_error_text(err: BaseException) -> str:
             return f"Flow rejected the prompt ({filter_name(err.filter_kind)})."
         case fe.BadResponse():
             return "Flow answered in a way the bot does not understand (its API may have changed)."
+        case fe.SessionUnreachable():
+            return "Flow's sign-in service is not answering right now. Please try again in a few minutes."
         case fe.UpstreamUnavailable():
             return "Flow is not answering right now. Please try again in a few minutes."
         case _:
@@ -108,6 +119,11 @@ PAUSE_REASONS: dict[str, str] = {
     "admin": "An admin paused the queue.",
     "cookies": "Flow's session cookies have expired; an admin must re-export them (`/veo-admin reload`).",
     "verification": "Flow asked for a human verification; an admin must complete it in a browser.",
+    "migrated": (
+        "The team's Flow account moved to flow.google.com, which the bot cannot use; "
+        "an admin must switch the bot to the Vertex AI backend."
+    ),
+    "flow_outage": "Flow's sign-in service is not answering; the queue resumes by itself when it answers again.",
     "credits": "The team's Flow account is out of credits.",
     "api_changed": "Flow's API changed in a way the bot does not understand; an admin has been told.",
 }
@@ -127,6 +143,17 @@ ADMIN_ALERTS: dict[str, str] = {
         "Flow is asking for a human verification (reCAPTCHA / unusual activity), so the queue is paused. "
         "The bot never works around it: open Flow in a browser with the team account, complete any check, "
         "then run `/veo-admin resume`."
+    ),
+    "migrated": (
+        "The team's Flow account moved to flow.google.com (Google moved every Flow account there in "
+        "September–October 2026), so the queue is paused and jobs wait. The bot cannot drive the new site, and "
+        "re-exporting cookies will not help: the way on is the Vertex AI backend. Set GOOGLE_CLOUD_PROJECT "
+        "(and its credentials, see the README) and restart the bot."
+    ),
+    "flow_outage": (
+        "Flow's sign-in service (labs.google) has not answered for a while and the access token has expired, "
+        "so the queue is paused and jobs wait. This is an outage on Flow's side, not expired cookies: nothing "
+        "to re-export. The queue resumes by itself as soon as Flow answers again."
     ),
     "credits": (
         "The team's Flow account is out of credits, so the queue is paused. Run `/veo-admin resume` when topped up."
