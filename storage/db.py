@@ -156,6 +156,8 @@ async def migrate(conn: aiosqlite.Connection, path: Path, migrations: list[Migra
     _check_version(path, version, latest)
     if version == latest:
         return version
+    # Foreign keys off for the migration (SQLite's table-rebuild procedure needs it), checked before commit.
+    await conn.execute("PRAGMA foreign_keys = OFF")
     await conn.execute("BEGIN IMMEDIATE")
     try:
         # Re-read under the write lock: another process may have migrated meanwhile.
@@ -167,11 +169,16 @@ async def migrate(conn: aiosqlite.Connection, path: Path, migrations: list[Migra
             for statement in split_statements(migration.sql):
                 await conn.execute(statement)
             log.info("applied migration %s to %s", migration.name, path)
+        async with conn.execute("PRAGMA foreign_key_check") as cur:
+            if await cur.fetchone() is not None:
+                raise StorageError(f"migrating {path} would break a foreign key; nothing was changed")
         await conn.execute(f"PRAGMA user_version = {latest:d}")
         await conn.execute("COMMIT")
     except BaseException:
         await conn.execute("ROLLBACK")
         raise
+    finally:
+        await conn.execute("PRAGMA foreign_keys = ON")
     return latest
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 
 class StorageError(Exception):
@@ -35,6 +37,30 @@ class Aspect(StrEnum):
 class ModelTier(StrEnum):
     FAST = "fast"
     QUALITY = "quality"
+    LITE = "lite"
+
+
+class JobOptions(BaseModel):
+    """A job's creative options beyond prompt, aspect, model and seed (the `options` JSON column).
+
+    Input files are paths under VEO_DATA_DIR, written before the job is queued, so a restart loses nothing.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    duration: int = 8
+    resolution: str = "720p"
+    audio: bool = True
+    negative_prompt: str | None = None
+    image: str | None = None
+    last_frame: str | None = None
+    references: tuple[str, ...] = ()
+    #: The clip to extend (our stored MP4 of `extends_job`).
+    video: str | None = None
+    extends_job: int | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_defaults=True)
 
 
 TERMINAL_STATES: frozenset[JobState] = frozenset(
@@ -107,10 +133,25 @@ class Job(BaseModel):
     submitted_at: float | None
     finished_at: float | None
     updated_at: float
+    backend: str | None = None
+    backend_ref: str | None = None
+    options: JobOptions = JobOptions()
+    cost: float = 0.0
+    cost_unit: str = "credits"
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _options_from_json(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str | bytes) else value
 
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    @property
+    def from_api(self) -> bool:
+        """Jobs of the HTTP API belong to an API key, stored as a negative user id (never a Discord id)."""
+        return self.user_id < 0
 
 
 class QuotaStatus(BaseModel):

@@ -92,6 +92,7 @@ from storage.models import (
     Event,
     InvalidTransition,
     Job,
+    JobOptions,
     JobState,
     ModelTier,
     QuotaExceeded,
@@ -129,6 +130,8 @@ UPDATABLE_COLUMNS: frozenset[str] = frozenset(
         "notice_at",
         "notice_message_id",
         "notified_at",
+        "backend",
+        "backend_ref",
     }
 )
 
@@ -222,6 +225,10 @@ class JobRequest(TypedDict):
     daily_quota: int
     max_active: int
     unlimited: NotRequired[bool]
+    options: NotRequired[JobOptions]
+    #: Estimated cost of each job, in `cost_unit`.
+    cost: NotRequired[float]
+    cost_unit: NotRequired[str]
 
 
 @dataclass(slots=True, frozen=True)
@@ -247,6 +254,9 @@ class _CreateRequest:
     daily_quota: int
     max_active: int
     unlimited: bool
+    options: JobOptions
+    cost: float
+    cost_unit: str
     future: asyncio.Future[tuple[list[Job], dict[int, int]]]
 
 
@@ -385,6 +395,9 @@ class Store:
             daily_quota=request["daily_quota"],
             max_active=request["max_active"],
             unlimited=request.get("unlimited", False),
+            options=request.get("options") or JobOptions(),
+            cost=float(request.get("cost", 0.0)),
+            cost_unit=request.get("cost_unit", "credits"),
             future=asyncio.get_running_loop().create_future(),
         )
         self._create_queue.append(pending)
@@ -466,7 +479,8 @@ class Store:
             row = await self._one(
                 conn,
                 "INSERT INTO jobs (user_id, guild_id, channel_id, prompt, aspect, model, seed, state, group_id,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?) RETURNING id",
+                " created_at, updated_at, options, cost, cost_unit)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     request.user_id,
                     request.guild_id,
@@ -478,6 +492,9 @@ class Store:
                     ids[0] if ids else None,
                     now,
                     now,
+                    request.options.to_json(),
+                    request.cost,
+                    request.cost_unit,
                 ),
             )
             assert row is not None
@@ -636,12 +653,33 @@ class Store:
         order = {job_id: i for i, job_id in enumerate(picked)}
         return sorted((_job(r) for r in rows), key=lambda j: order[j.id])
 
-    async def count_in_flight(self) -> int:
-        """Jobs holding one of Flow's generation slots: submitting + running."""
+    async def count_in_flight(self, backend: str | None = None) -> int:
+        """Jobs holding one of a backend's generation slots (submitting + running); all backends when None.
+
+        A job being submitted has no backend yet: it counts against every backend until its submit answers.
+        """
         return int(
-            await self._scalar(_sql("SELECT COUNT(*) FROM jobs INDEXED BY jobs_in_flight WHERE state IN ({in_flight})"))
+            await self._scalar(
+                _sql(
+                    "SELECT COUNT(*) FROM jobs INDEXED BY jobs_in_flight WHERE state IN ({in_flight})"
+                    " AND (:backend IS NULL OR backend IS NULL OR backend = :backend)"
+                ),
+                {"backend": backend},
+            )
             or 0
         )
+
+    async def spend(self, unit: str, since: float, *, user_id: int | None = None) -> float:
+        """Estimated spend in `unit` of jobs created since `since` that made (or may still make) a video."""
+        value = await self._scalar(
+            _sql(
+                "SELECT TOTAL(cost) FROM jobs INDEXED BY jobs_spend WHERE cost > 0 AND cost_unit = :unit"
+                " AND created_at >= :since AND state NOT IN ({unsuccessful})"
+                " AND (:user IS NULL OR user_id = :user)"
+            ),
+            {"unit": unit, "since": since, "user": user_id},
+        )
+        return float(value or 0.0)
 
     async def jobs_in_state(self, *states: JobState, limit: int | None = None) -> list[Job]:
         """Jobs in any of `states`, oldest first (e.g. the running jobs to poll in one batch)."""
