@@ -31,7 +31,6 @@ from bot.backends.flow.errors import (
     FlowError,
     RateLimited,
     SessionUnreachable,
-    UpstreamUnavailable,
 )
 from bot.backends.flow.redact import mask_email
 from tests.fakes.flow_emulator import Fault, FlowEmulator
