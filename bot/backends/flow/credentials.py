@@ -11,7 +11,6 @@ session endpoint (an outage: wait). Nothing here logs or raises with a token or 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import random
@@ -520,8 +519,8 @@ class Credentials:
         finally:
             for task in (sleeper, waker):
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(sleeper, waker, return_exceptions=True)
+            # Children's cancellations come back as results; a cancel of this task still propagates.
+            await asyncio.gather(sleeper, waker, return_exceptions=True)
 
     @staticmethod
     async def _recovered(on_recovered: RecoveryHandler | None) -> None:
