@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 #: Holds that mean "our credentials do not work": lifted as soon as a refresh proves they work again.
 #: Not "verification": a working session says nothing about Flow's human check, which an admin clears.
-CREDENTIAL_HOLDS = frozenset({"cookies", "migrated", "flow_outage"})
+FLOW_CREDENTIAL_HOLDS = frozenset({"cookies", "migrated", "flow_outage"})
 
 
 class Jobs(commands.Cog):
@@ -33,10 +33,11 @@ class Jobs(commands.Cog):
 
     async def cog_load(self) -> None:
         self._starter = self.bot.spawn(self._start_when_ready(), "veo-worker-start")
-        refresher = self.bot.credentials.run(
-            on_error=self._credentials_failed, on_recovered=self._credentials_recovered
-        )
-        self._refresher = self.bot.spawn(refresher, "veo-refresh")
+        if self.bot.credentials is not None:
+            refresher = self.bot.credentials.run(
+                on_error=self._credentials_failed, on_recovered=self._credentials_recovered
+            )
+            self._refresher = self.bot.spawn(refresher, "veo-refresh")
         self.prune_media.start()
 
     async def cog_unload(self) -> None:
@@ -55,11 +56,11 @@ class Jobs(commands.Cog):
         self.bot.worker.start()
 
     async def _lift_stale_cookie_hold(self) -> None:
-        """A credentials hold survives restarts; if the (maybe replaced) cookie file works now, lift it.
+        """A Flow credentials hold survives restarts; if the (maybe replaced) cookie file works now, lift it.
 
         If it cannot be told yet (Flow's sign-in service is down), the refresher lifts it on its first success.
         """
-        if await self.bot.worker.paused() not in CREDENTIAL_HOLDS:
+        if await self.bot.worker.paused() not in FLOW_CREDENTIAL_HOLDS or self.bot.credentials is None:
             return
         try:
             await self.bot.credentials.refresh(force=True)
@@ -87,7 +88,7 @@ class Jobs(commands.Cog):
     async def _credentials_recovered(self) -> None:
         """A refresh worked after a reported failure (or for the first time since start): lift a credentials hold."""
         held = await self.bot.worker.paused()
-        if held in CREDENTIAL_HOLDS:
+        if held in FLOW_CREDENTIAL_HOLDS:
             log.info("Flow credentials work again; lifting the %r hold", held)
             await self.bot.worker.resume()
 

@@ -18,6 +18,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
+from bot.backends.base import GenerationRequest
+from bot.backends.errors import NotSupported
 from bot.errors import UserFacingError
 from bot.messages import pause_text
 from bot.worker import PAUSE_KEY
@@ -90,6 +92,13 @@ async def create_jobs(
         raise UserFacingError(f"The queue is on hold: {pause_text(paused)} Nothing was queued; try again later.")
     if interaction.channel_id is None:
         raise UserFacingError("Use this command in a server channel.")
+    backend = bot.backend
+    try:
+        request = GenerationRequest(job_id=0, prompt=prompt, aspect=aspect, model=model, seed=seeds[0])  # type: ignore[arg-type]
+        backend.validate(request)
+    except NotSupported as refusal:
+        raise UserFacingError(f"{refusal} Nothing was queued.") from None
+    cost = backend.estimate(request)
     try:
         return await bot.store.create_jobs_with_positions(
             user_id=interaction.user.id,
@@ -102,6 +111,8 @@ async def create_jobs(
             daily_quota=bot.settings.veo_daily_quota,
             max_active=bot.settings.veo_max_active_per_user,
             unlimited=is_admin(bot, interaction.user),
+            cost=cost.amount,
+            cost_unit=cost.unit,
         )
     except (QuotaExceeded, ActiveLimitReached) as err:
         raise UserFacingError(quota_refusal(err)) from None
@@ -303,7 +314,7 @@ class Veo(commands.GroupCog, group_name="veo", group_description="Generate video
             queued=view.queued,
             quota=view.quota,
             typical=statistics.median(view.durations) if view.durations else None,
-            concurrency=settings.flow_max_concurrent,
+            concurrency=self.bot.backend.max_concurrent,
             pause=paused,
         )
         await interaction.response.send_message(text, ephemeral=True)
@@ -325,4 +336,6 @@ class Veo(commands.GroupCog, group_name="veo", group_description="Generate video
 
 async def setup(bot: VeoBot) -> None:
     bot.add_dynamic_items(JobButton)
+    bot.delivery.views = result_view
+    bot.delivery.status_views = status_view
     await bot.add_cog(Veo(bot))

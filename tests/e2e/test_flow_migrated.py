@@ -79,7 +79,7 @@ async def test_migrated_account_holds_the_queue_with_one_alert_and_jobs_wait(
 
         (dm,) = fd.dm_messages(ADMIN_ID)  # told once, through an hour of polling
         assert MOVED in dm.content and "Vertex AI" in dm.content and "GOOGLE_CLOUD_PROJECT" in dm.content
-        assert "re-export" in dm.content and "will not help" in dm.content
+        assert "jobs stay queued" in dm.content
         assert await states(bot, running, queued) == [JobState.RUNNING, JobState.QUEUED]  # waiting, not failed
         assert [m for m in fd.messages if "could not be made" in m.content] == [] and videos(fd) == []
         # never retried: not one more request to labs.google or aisandbox-pa
