@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from bot.__main__ import flow_resources
+from bot.__main__ import backend_resources
 from bot.app import VeoBot
 from bot.backends.flow.errors import SessionUnreachable
 from bot.logs import Redactor
@@ -31,18 +31,16 @@ HOUR_OF_POLLS = 3600 // 5
 
 @contextlib.asynccontextmanager
 async def quick_bot(settings: Settings, fd: FakeDiscord) -> AsyncIterator[VeoBot]:
-    """The production wiring (`flow_resources`), with the refresher's backoff shortened to keep tests fast."""
+    """The production wiring (`backend_resources`), with the Flow backoff shortened to keep tests fast."""
     settings.ensure_data_dir()
-    async with flow_resources(settings, Redactor(), backoff=(0.02, 0.05)) as res:
-        store = await Store.open(settings.database_path)
-        try:
-            bot = VeoBot(
-                settings=settings, http_session=res.http, store=store, credentials=res.credentials, flow=res.flow
-            )
+    store = await Store.open(settings.database_path)
+    try:
+        async with backend_resources(settings, Redactor(), store=store, backoff=(0.02, 0.05)) as res:
+            bot = VeoBot(settings=settings, http_session=res.http, store=store, resources=res)
             async with run_bot(bot, fd):
                 yield bot
-        finally:
-            await store.close()
+    finally:
+        await store.close()
 
 
 async def until_hold(bot: VeoBot, reason: str | None, ticks: int = 2000) -> None:
