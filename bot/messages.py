@@ -158,6 +158,8 @@ def flow_error_text(err: BaseException) -> str:
             return f"Flow rejected the prompt ({filter_name(err.filter_kind)})."
         case fe.BadResponse():
             return "Flow answered in a way the bot does not understand (its API may have changed)."
+        case fe.SessionUnreachable():
+            return "Flow's sign-in service is not answering right now. Please try again in a few minutes."
         case fe.UpstreamUnavailable():
             return "Flow is not answering right now. Please try again in a few minutes."
         case _:
@@ -173,6 +175,7 @@ PAUSE_REASONS: dict[str, str] = {
     "admin": "An admin paused the queue.",
     "cookies": "Flow's session cookies have expired; an admin must re-export them (`/veo-admin reload`).",
     "verification": "Flow asked for a human verification; an admin must complete it in a browser.",
+    "flow_outage": "Flow's sign-in service is not answering; the queue resumes by itself when it answers again.",
     "credits": "The team's Flow account is out of credits.",
     "api_changed": "Flow's API changed in a way the bot does not understand; an admin has been told.",
     "migrated": "The team's Flow account moved to flow.google.com, which the bot cannot use; an admin has been told.",
@@ -195,6 +198,11 @@ ADMIN_ALERTS: dict[str, str] = {
         "Flow is asking for a human verification (reCAPTCHA / unusual activity), so the queue is paused. "
         "The bot never works around it: open Flow in a browser with the team account, complete any check, "
         "then run `/veo-admin resume`."
+    ),
+    "flow_outage": (
+        "Flow's sign-in service (labs.google) has not answered for a while and the access token has expired, "
+        "so the queue is paused and jobs wait. This is an outage on Flow's side, not expired cookies: nothing "
+        "to re-export. The queue resumes by itself as soon as Flow answers again."
     ),
     "credits": (
         "The team's Flow account is out of credits, so the queue is paused. Run `/veo-admin resume` when topped up."
