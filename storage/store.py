@@ -77,12 +77,12 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import NotRequired, TypedDict, Unpack
+from typing import Any, NotRequired, TypedDict, Unpack
 
 import aiosqlite
 
@@ -200,13 +200,48 @@ _QUOTA_SQL = _sql(
     "        WHERE user_id = :user AND state IN ({unfinished})),"
     " (SELECT daily FROM quota_overrides WHERE user_id = :user)"
 )
+# A group-commit round is a handful of set-based statements, not a few per command: every statement is a
+# hand-over of the GIL between the store's thread and a busy event loop (up to the 5 ms switch interval each).
+# Only integers and plain text travel as JSON; REAL values are bound as parameters or read back with quote(),
+# since SQLite's JSON number conversions are not exact for doubles.
+_BATCH_QUOTA_SQL = _sql(
+    "SELECT json_group_array(json_array(u.value,"
+    " (SELECT COUNT(*) FROM jobs INDEXED BY jobs_user_created"
+    "   WHERE user_id = u.value AND created_at > :since AND state NOT IN ({unsuccessful})),"
+    " (SELECT quote(MIN(created_at)) FROM jobs INDEXED BY jobs_user_created"
+    "   WHERE user_id = u.value AND created_at > :since AND state NOT IN ({unsuccessful})),"
+    " (SELECT COUNT(*) FROM jobs INDEXED BY jobs_user_unfinished WHERE user_id = u.value AND state IN ({unfinished})),"
+    " (SELECT daily FROM quota_overrides WHERE user_id = u.value)))"
+    " FROM json_each(:users) AS u"
+)
+# One multi-row VALUES statement: every value bound as a parameter (text may hold NUL, which json_extract cuts).
+_INSERT_JOBS_HEAD = (
+    "INSERT INTO jobs (user_id, guild_id, channel_id, prompt, aspect, model, seed, state, created_at, updated_at,"
+    " options, cost, cost_unit) VALUES "
+)
+_INSERT_JOBS_ROW = "(?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)"
+_NEW_IDS_SQL = "SELECT json_group_array(id) FROM (SELECT id FROM jobs WHERE id > ? ORDER BY id)"
+_SET_GROUPS_SQL = (
+    "UPDATE jobs SET group_id = json_extract(g.value, '$[1]') FROM json_each(?) AS g"
+    " WHERE jobs.id = json_extract(g.value, '$[0]')"
+)
+_CREATED_EVENTS_SQL = (
+    "INSERT INTO events (at, kind, job_id, actor_id, detail) SELECT :now, 'created', json_extract(value, '$[0]'),"
+    " json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(:rows) ORDER BY key"
+)
+_SET_STATUS_SQL = (
+    "UPDATE jobs SET status_message_id = json_extract(m.value, '$[1]'), updated_at = :now FROM json_each(:marks) AS m"
+    " WHERE jobs.id = json_extract(m.value, '$[0]')"
+)
 _NEW_JOBS_SQL = _sql("SELECT {cols} FROM jobs WHERE id IN (SELECT value FROM json_each(?))")
 _NEW_POSITIONS_SQL = _sql(
-    "SELECT id, position FROM ({fair}) WHERE id IN (SELECT value FROM json_each(?))", fair=_FAIR_QUEUE_SQL
+    "SELECT json_group_array(json_array(id, position)) FROM ({fair}) WHERE id IN (SELECT value FROM json_each(?))",
+    fair=_FAIR_QUEUE_SQL,
 )
 
 
-def _quota_from_row(row: sqlite3.Row, daily_quota: int, max_active: int, unlimited: bool) -> QuotaStatus:
+def _quota_from_row(row: Sequence[Any], daily_quota: int, max_active: int, unlimited: bool) -> QuotaStatus:
+    """QuotaStatus from [used, oldest created_at in the window, active, override]."""
     used, oldest, active, override = int(row[0]), row[1], int(row[2]), row[3]
     if unlimited:
         return QuotaStatus(used=used, limit=None, remaining=None, resets_at=None, active=active, max_active=None)
@@ -310,50 +345,71 @@ class _StatusMark:
 _Outcome = list[int] | QuotaExceeded | ActiveLimitReached
 
 
-def _insert_jobs(db: sqlite3.Connection, request: _CreateRequest, now: float) -> list[int]:
-    """Check one request's quota and insert its jobs and events (on the connection's thread, in a transaction)."""
+def _admit(request: _CreateRequest, quota: list[Any]) -> QuotaExceeded | ActiveLimitReached | None:
+    """Check one request against its user's figures [used, oldest, active, override], which already count the
+    requests admitted before it in the batch; count it in when admitted."""
     wanted = len(request.seeds)
-    row = db.execute(_QUOTA_SQL, {"user": request.user_id, "since": now - QUOTA_WINDOW}).fetchone()
-    status = _quota_from_row(row, request.daily_quota, request.max_active, request.unlimited)
+    status = _quota_from_row(quota, request.daily_quota, request.max_active, request.unlimited)
     if not request.unlimited:
         if status.remaining is not None and wanted > status.remaining:
-            raise QuotaExceeded(status, wanted)
+            return QuotaExceeded(status, wanted)
         # The active limit holds back a user whose jobs are in progress; it never refuses a whole request
         # (count up to 4 against a default limit of 2) from a user with nothing in progress.
         if status.max_active is not None and status.active > 0 and status.active + wanted > status.max_active:
-            raise ActiveLimitReached(status, wanted)
-    ids: list[int] = []
-    options = request.options.to_json()
-    for seed in request.seeds:
-        cursor = db.execute(
-            "INSERT INTO jobs (user_id, guild_id, channel_id, prompt, aspect, model, seed, state, group_id,"
-            " created_at, updated_at, options, cost, cost_unit)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
-            (
-                request.user_id,
-                request.guild_id,
-                request.channel_id,
-                request.prompt,
-                request.aspect,
-                request.model,
-                seed,
-                ids[0] if ids else None,
-                now,
-                now,
-                options,
-                request.cost,
-                request.cost_unit,
-            ),
-        )
-        assert cursor.lastrowid is not None
-        ids.append(cursor.lastrowid)
-    if wanted > 1:
-        db.execute("UPDATE jobs SET group_id = ? WHERE id = ?", (ids[0], ids[0]))
-    db.executemany(
-        "INSERT INTO events (at, kind, job_id, actor_id, detail) VALUES (?, 'created', ?, ?, ?)",
-        [(now, job_id, request.user_id, f"seed {seed}") for job_id, seed in zip(ids, request.seeds, strict=True)],
+            return ActiveLimitReached(status, wanted)
+    quota[0] += wanted
+    quota[2] += wanted
+    return None
+
+
+def _insert_jobs(db: sqlite3.Connection, batch: list[_CreateRequest], now: float) -> list[_Outcome]:
+    """Check every request's quota in arrival order and insert the admitted ones' jobs and events, set-based."""
+    users = sorted({request.user_id for request in batch})
+    figures = json.loads(
+        db.execute(_BATCH_QUOTA_SQL, {"users": json.dumps(users), "since": now - QUOTA_WINDOW}).fetchone()[0]
     )
-    return ids
+    quota: dict[int, list[Any]] = {}
+    for user, used, oldest, active, override in figures:
+        quota[int(user)] = [used, None if oldest in (None, "NULL") else float(oldest), active, override]
+    admitted: list[_CreateRequest] = []
+    outcomes: list[_Outcome] = []
+    for request in batch:
+        figures_now = quota[request.user_id]
+        refusal = _admit(request, figures_now)
+        if figures_now[1] is None and refusal is None:
+            figures_now[1] = now
+        outcomes.append(refusal if refusal is not None else [])
+        if refusal is None:
+            admitted.append(request)
+    if not admitted:
+        return outcomes
+    rows = [
+        (r.user_id, r.guild_id, r.channel_id, r.prompt, r.aspect, r.model, seed, now, now, r.options.to_json(),
+         r.cost, r.cost_unit)
+        for r in admitted
+        for seed in r.seeds
+    ]  # fmt: skip
+    before = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM jobs").fetchone()[0])
+    db.execute(_INSERT_JOBS_HEAD + ", ".join([_INSERT_JOBS_ROW] * len(rows)), [v for row in rows for v in row])
+    new_ids: list[int] = json.loads(db.execute(_NEW_IDS_SQL, (before,)).fetchone()[0])
+    if len(new_ids) != len(rows):
+        raise StorageError(f"inserted {len(rows)} jobs but found {len(new_ids)} new rows")
+    ids = iter(new_ids)
+    groups: list[list[int]] = []
+    events: list[list[object]] = []
+    for i, outcome in enumerate(outcomes):
+        if isinstance(outcome, list):
+            mine = [next(ids) for _ in batch[i].seeds]
+            outcomes[i] = mine
+            if len(mine) > 1:
+                groups += [[job_id, mine[0]] for job_id in mine]
+            events += [
+                [job_id, batch[i].user_id, f"seed {seed}"] for job_id, seed in zip(mine, batch[i].seeds, strict=True)
+            ]
+    if groups:
+        db.execute(_SET_GROUPS_SQL, (json.dumps(groups),))
+    db.execute(_CREATED_EVENTS_SQL, {"now": now, "rows": json.dumps(events)})
+    return outcomes
 
 
 def _commit_batch(
@@ -373,19 +429,14 @@ def _commit_batch(
         raise asyncio.CancelledError
     db.execute("BEGIN IMMEDIATE")
     try:
-        db.executemany(
-            "UPDATE jobs SET status_message_id = ?, updated_at = ? WHERE id IN (SELECT value FROM json_each(?))",
-            [(mark.message_id, now, json.dumps(mark.job_ids)) for mark in marks],
-        )
-        outcomes: list[_Outcome] = []
-        for request in batch:
-            try:
-                outcomes.append(_insert_jobs(db, request, now))
-            except (QuotaExceeded, ActiveLimitReached) as refusal:
-                outcomes.append(refusal)
+        if marks:
+            pairs = [[job_id, mark.message_id] for mark in marks for job_id in mark.job_ids]
+            db.execute(_SET_STATUS_SQL, {"now": now, "marks": json.dumps(pairs)})
+        outcomes = _insert_jobs(db, batch, now) if batch else []
         created = json.dumps([i for ids in outcomes if isinstance(ids, list) for i in ids])
         jobs = {int(r["id"]): _job(r) for r in db.execute(_NEW_JOBS_SQL, (created,))} if batch else {}
-        positions = {int(r[0]): int(r[1]) for r in db.execute(_NEW_POSITIONS_SQL, (created,))} if batch else {}
+        pairs_json = db.execute(_NEW_POSITIONS_SQL, (created,)).fetchone()[0] if batch else "[]"
+        positions = {int(job_id): int(position) for job_id, position in json.loads(pairs_json)}
         if abandoned.is_set():
             raise asyncio.CancelledError
         db.execute("COMMIT")
