@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
 
@@ -130,6 +132,13 @@ async def _add_flow(
     )
 
 
+def _gcloud_adc_file() -> Path:
+    """Where `gcloud auth application-default login` leaves credentials (the only ADC source we rely on:
+    probing a metadata server from an arbitrary host is not something a start-up check should do)."""
+    config = os.environ.get("CLOUDSDK_CONFIG") or str(Path.home() / ".config" / "gcloud")
+    return Path(config) / "application_default_credentials.json"
+
+
 def vertex_backend(settings: Settings, redactor: Redactor) -> Backend:
     """Veo on Vertex AI from the settings; a missing or unreadable service-account file is a ConfigError."""
     from bot.backends.vertex import CredentialsFileError, VertexBackend, load_service_account
@@ -143,7 +152,7 @@ def vertex_backend(settings: Settings, redactor: Redactor) -> Backend:
             credentials = load_service_account(settings.google_application_credentials)
         except CredentialsFileError as err:
             raise ConfigError(str(err)) from None
-    elif not api_key:
+    elif not api_key and not _gcloud_adc_file().exists():
         raise ConfigError(
             "GOOGLE_API_KEY or GOOGLE_APPLICATION_CREDENTIALS is required for the Vertex AI backend "
             "(an API key, or a service-account key file with the Vertex AI User role)"
