@@ -76,14 +76,14 @@ async def test_check_with_a_refused_key_says_what_to_fix(tmp_path: Path) -> None
 
 
 async def test_no_credentials_at_all_is_one_configuration_line(tmp_path: Path) -> None:
-    code, out, err = await check(tmp_path, None)
+    code, _out, err = await check(tmp_path, None)
     assert code == 2
     (line,) = err.strip().splitlines()
     assert line.startswith("configuration error:") and "GOOGLE_API_KEY or GOOGLE_APPLICATION_CREDENTIALS" in line
 
 
 async def test_a_missing_service_account_file_is_one_configuration_line(tmp_path: Path) -> None:
-    code, out, err = await check(tmp_path, None, GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "nope.json"))
+    code, _out, err = await check(tmp_path, None, GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "nope.json"))
     assert code == 2
     (line,) = err.strip().splitlines()
     assert "nope.json" in line and "does not exist" in line and "Traceback" not in err
@@ -92,7 +92,7 @@ async def test_a_missing_service_account_file_is_one_configuration_line(tmp_path
 async def test_an_unreadable_service_account_file_is_one_configuration_line(tmp_path: Path) -> None:
     key = tmp_path / "key.json"
     key.write_text('{"type": "service_account", "private_key": "-----BEGIN', encoding="utf-8")
-    code, out, err = await check(tmp_path, None, GOOGLE_APPLICATION_CREDENTIALS=str(key))
+    code, _out, err = await check(tmp_path, None, GOOGLE_APPLICATION_CREDENTIALS=str(key))
     assert code == 2
     (line,) = err.strip().splitlines()
     assert "key.json" in line and "BEGIN" not in line and "Traceback" not in err
