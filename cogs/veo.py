@@ -24,7 +24,7 @@ from bot.backends.base import GenerationRequest
 from bot.backends.errors import NotSupported
 from bot.errors import UserFacingError
 from bot.messages import active_refusal_text, pause_text, quota_refusal_text
-from bot.worker import PAUSE_KEY
+from bot.worker import PAUSE_KEY, month_of
 from storage import ActiveLimitReached, Job, JobState, QuotaExceeded
 
 if TYPE_CHECKING:
@@ -349,6 +349,9 @@ class Veo(commands.GroupCog, group_name="veo", group_description="Generate video
             unlimited=is_admin(self.bot, interaction.user),
         )
         paused = await store.kv_get(PAUSE_KEY)
+        spend = None
+        if self.bot.backend.name == "vertex":
+            spend = await store.spend("usd", month_of(self.bot.worker.wall())[1], user_id=interaction.user.id)
         text = render.overview(
             view.jobs,
             positions=view.positions,
@@ -357,6 +360,7 @@ class Veo(commands.GroupCog, group_name="veo", group_description="Generate video
             typical=statistics.median(view.durations) if view.durations else None,
             concurrency=self.bot.backend.max_concurrent,
             pause=paused,
+            spend=spend,
         )
         await interaction.response.send_message(text, ephemeral=True)
 
