@@ -11,7 +11,6 @@ from storage import JobState
 from tests.http.conftest import Api
 
 
-
 async def poll_until_done(api: Api, client, video):  # type: ignore[no-untyped-def]
     """Retrieve after each worker tick, as a client would after `openai-poll-after-ms`; returns (video, statuses)."""
     seen = [video.status]
@@ -44,7 +43,9 @@ async def test_create_poll_and_download_the_exact_bytes_flow_served(api: Api, ke
     data = content.read()
     (generation,) = api.emu.generations
     served = api.emu.video_bytes(generation)
-    print(f"content -> {len(data)} bytes sha256={hashlib.sha256(data).hexdigest()[:16]} (emulator served {len(served)})")
+    print(
+        f"content -> {len(data)} bytes sha256={hashlib.sha256(data).hexdigest()[:16]} (emulator served {len(served)})"
+    )
     assert data == served
     job = await api.store.get_job(int(video.id.removeprefix("video_")))
     assert job is not None and job.state is JobState.DELIVERED and job.user_id < 0 and job.channel_id == 0
