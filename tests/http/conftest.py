@@ -86,7 +86,9 @@ def make_settings(tmp_path: Path, emu: FlowEmulator, **overrides: Any) -> Settin
 
 
 @contextlib.asynccontextmanager
-async def running_api(tmp_path: Path, emu: FlowEmulator, **overrides: Any) -> AsyncIterator[Api]:
+async def running_api(
+    tmp_path: Path, emu: FlowEmulator, *, start_worker: bool = True, **overrides: Any
+) -> AsyncIterator[Api]:
     """Store, Flow wiring, worker (routing delivery without Discord) and the app on a free loopback port."""
     emu.write_cookie_file(tmp_path / "cookie.json")
     settings = make_settings(tmp_path, emu, **overrides)
@@ -121,7 +123,8 @@ async def running_api(tmp_path: Path, emu: FlowEmulator, **overrides: Any) -> As
         server = HttpServer(app, "127.0.0.1", 0)
         try:
             await server.start()
-            worker.start()
+            if start_worker:
+                worker.start()
             async with aiohttp.ClientSession() as http:
                 yield Api(
                     base=f"http://127.0.0.1:{server.port}",
