@@ -35,7 +35,8 @@ class ApiKey(BaseModel):
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
-    usage_count: int
+    #: Videos requested with the key (counted from its jobs by `list` and `get`; 0 elsewhere).
+    usage_count: int = 0
 
     @property
     def user_id(self) -> int:
@@ -79,7 +80,7 @@ class ApiKeys:
                 row = await self._store._one(
                     conn,
                     "INSERT INTO api_keys (name, hash, daily_quota, created_at) VALUES (?, ?, ?, ?)"
-                    " RETURNING id, name, hash, daily_quota, created_at, last_used_at, revoked_at, usage_count",
+                    " RETURNING id, name, hash, daily_quota, created_at, last_used_at, revoked_at, 0 AS usage_count",
                     (name, hash_key(key), daily_quota, now),
                 )
             except sqlite3.IntegrityError as err:
@@ -97,7 +98,7 @@ class ApiKeys:
             conn = self._store._require()
             row = await self._store._one(
                 conn,
-                "SELECT id, name, hash, daily_quota, created_at, last_used_at, revoked_at, usage_count"
+                "SELECT id, name, hash, daily_quota, created_at, last_used_at, revoked_at, 0 AS usage_count"
                 " FROM api_keys WHERE hash = ? AND revoked_at IS NULL",
                 (digest,),
             )
@@ -110,19 +111,12 @@ class ApiKeys:
                 await conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, found.id))
         return found
 
-    async def record_use(self, key_id: int, videos: int) -> None:
-        """Count videos requested with a key (after they were queued)."""
-        async with self._store._lock:
-            await self._store._require().execute(
-                "UPDATE api_keys SET usage_count = usage_count + ?, last_used_at = ? WHERE id = ?",
-                (videos, self._store.now(), key_id),
-            )
-
     async def list(self) -> list[ApiKey]:
         async with self._store._lock:
             rows = await self._store._rows(
                 self._store._require(),
-                "SELECT id, name, hash, daily_quota, created_at, last_used_at, revoked_at, usage_count"
+                "SELECT id, name, hash, daily_quota, created_at, last_used_at, revoked_at,"
+                " (SELECT COUNT(*) FROM jobs INDEXED BY jobs_user_created WHERE user_id = -api_keys.id) AS usage_count"
                 " FROM api_keys ORDER BY id",
             )
         return [_key(r) for r in rows]
@@ -131,7 +125,8 @@ class ApiKeys:
         async with self._store._lock:
             row = await self._store._one(
                 self._store._require(),
-                "SELECT id, name, hash, daily_quota, created_at, last_used_at, revoked_at, usage_count"
+                "SELECT id, name, hash, daily_quota, created_at, last_used_at, revoked_at,"
+                " (SELECT COUNT(*) FROM jobs INDEXED BY jobs_user_created WHERE user_id = -api_keys.id) AS usage_count"
                 " FROM api_keys WHERE name = ?",
                 (name,),
             )

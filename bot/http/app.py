@@ -196,7 +196,6 @@ async def queue_jobs(
             f"This key already has {err.status.active} videos in progress (the limit is {err.status.max_active}).",
             headers={"Retry-After": str(ACTIVE_RETRY_AFTER)},
         ) from None
-    await ctx.keys.record_use(key.id, len(jobs))
     ctx.worker.wake()
     return jobs, positions
 

@@ -9,7 +9,7 @@ CREATE TABLE api_keys (
     daily_quota   INTEGER CHECK (daily_quota IS NULL OR daily_quota >= 0),
     created_at    REAL    NOT NULL,
     last_used_at  REAL,
-    revoked_at    REAL,
-    -- videos requested with this key
-    usage_count   INTEGER NOT NULL DEFAULT 0 CHECK (usage_count >= 0)
+    revoked_at    REAL
 );
+-- Usage (videos requested with a key) is counted from jobs (jobs_user_created), not kept here: a counter
+-- would cost every request a second committed write.

@@ -87,7 +87,7 @@ def make_settings(tmp_path: Path, emu: FlowEmulator, **overrides: Any) -> Settin
 
 @contextlib.asynccontextmanager
 async def running_api(
-    tmp_path: Path, emu: FlowEmulator, *, start_worker: bool = True, **overrides: Any
+    tmp_path: Path, emu: FlowEmulator, *, start_worker: bool = True, backend: Any = None, **overrides: Any
 ) -> AsyncIterator[Api]:
     """Store, Flow wiring, worker (routing delivery without Discord) and the app on a free loopback port."""
     emu.write_cookie_file(tmp_path / "cookie.json")
@@ -117,6 +117,7 @@ async def running_api(
             clock=clock,
             metrics=metrics,
             credential_check=check,
+            backend=backend,
             upload_cap=256 * 1024,
             body_cap=512 * 1024,
         )
