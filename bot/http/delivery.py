@@ -81,3 +81,9 @@ class RoutingDelivery:
             await self.discord.alert_admins(text)
         else:
             await self.api.alert_admins(text)
+
+    async def close(self) -> None:
+        """Close the Discord side's background work (status editors), when it has any."""
+        close = getattr(self.discord, "close", None)
+        if close is not None:
+            await close()
