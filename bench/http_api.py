@@ -72,7 +72,14 @@ async def run(args: argparse.Namespace) -> None:
             veo_max_active_per_user=100_000,
         )
         store = await Store.open(db)
-        worker = Worker(store, None, RoutingDelivery(None, ApiDelivery()), media_dir=tmp / "media")  # type: ignore[arg-type]
+        # never started: the API only wakes it, reads its pause flag and cancels through it
+        worker = Worker(
+            store,
+            {"flow": object()},
+            RoutingDelivery(None, ApiDelivery()),
+            default_backend="flow",
+            media_dir=tmp,  # type: ignore[dict-item]
+        )
         app = create_app(store=store, worker=worker, settings=settings)
 
         @app.get("/const/videos/{vid}")

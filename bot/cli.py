@@ -99,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run_service(command: str, settings: Settings) -> int:
     from bot.__main__ import run_bot, run_check
+    from bot.backends.errors import BackendError
     from bot.backends.flow import errors as fe
     from bot.logs import setup_logging
     from bot.serve import run_serve
@@ -110,10 +111,10 @@ def _run_service(command: str, settings: Settings) -> int:
     except (ConfigError, StorageError, fe.CookieFileError) as err:
         print(f"configuration error: {redactor(str(err))}", file=sys.stderr)
         return EXIT_CONFIG
-    except fe.FlowError as err:
-        from bot.messages import flow_error_text
+    except BackendError as err:
+        from bot.messages import backend_error_text
 
-        print(f"check failed: {redactor(flow_error_text(err))} ({type(err).__name__})", file=sys.stderr)
+        print(f"check failed: {redactor(backend_error_text(err))} ({type(err).__name__})", file=sys.stderr)
         return EXIT_CHECK_FAILED
     except KeyboardInterrupt:
         return 0

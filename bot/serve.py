@@ -24,6 +24,8 @@ from storage import Store
 log = logging.getLogger("bot.serve")
 
 PRUNE_EVERY = 3600.0
+#: Holds a working Flow session lifts (as in cogs/jobs.py).
+FLOW_CREDENTIAL_HOLDS = frozenset({"cookies", "migrated", "flow_outage"})
 
 
 async def prune_media(store: Store, retention_days: float) -> int:
@@ -49,44 +51,52 @@ async def _prune_loop(store: Store, settings: Settings) -> None:
         await asyncio.sleep(PRUNE_EVERY)
 
 
+async def _flow_credentials_failed(worker: Worker, err: Exception) -> None:
+    """The refresher gave up: hold the queue with the reason the Discord side uses (cogs/jobs.py)."""
+    from bot.backends import errors as be
+
+    match err:
+        case be.AccountMigrated():
+            reason = "migrated"
+        case be.VerificationRequired():
+            reason = "verification"
+        case be.Unavailable() | be.RateLimited():
+            reason = "flow_outage"
+        case _:
+            reason = "cookies"
+    await worker.pause(reason)
+
+
 async def run_serve(settings: Settings, redactor: Redactor) -> int:
     """Run until SIGTERM/SIGINT, then stop taking requests, stop the worker and close the store."""
-    from bot.__main__ import flow_resources
-    from bot.backends.flow import errors as fe
+    from bot.__main__ import backend_resources
     from bot.backends.flow.credentials import CookieFile
 
     if settings.veo_http_port is None:
         raise ConfigError("VEO_HTTP_PORT is required for `serve` (the port the HTTP API listens on)")
     settings.ensure_data_dir()
-    await CookieFile.load(settings.flow_cookie_file)
+    if settings.backend_name == "flow":
+        await CookieFile.load(settings.flow_cookie_file)
     store = await Store.open(settings.database_path)
     try:
-        async with flow_resources(settings, redactor) as res:
+        async with backend_resources(settings, redactor, store=store) as res:
             metrics = ApiMetrics()
             worker = Worker(
                 store,
-                res.flow,
+                res.backends,
                 RoutingDelivery(None, ApiDelivery(metrics)),
+                default_backend=settings.backend_name,
                 media_dir=settings.media_dir,
                 poll_interval=settings.veo_poll_interval,
                 job_timeout=settings.veo_job_timeout,
-                max_concurrent=settings.flow_max_concurrent,
-                project_id=settings.flow_project_id,
+                monthly_budget=settings.veo_monthly_budget_usd,
             )
-
-            async def credentials_failed(err: Exception) -> None:
-                await worker.pause("verification" if isinstance(err, fe.VerificationRequired) else "cookies")
-
-            async def check_credentials() -> None:
-                await res.flow.credits()
-
             app = create_app(
                 store=store,
                 worker=worker,
                 settings=settings,
+                backend=res.backends[settings.backend_name],
                 metrics=metrics,
-                backend_name="flow",
-                credential_check=check_credentials,
             )
             stopping = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -95,15 +105,24 @@ async def run_serve(settings: Settings, redactor: Redactor) -> int:
                     loop.add_signal_handler(sig, stopping.set)
             server = HttpServer(app, settings.veo_http_host, settings.veo_http_port)
             await server.start()
-            if await worker.paused() == "cookies":
-                with contextlib.suppress(fe.FlowError):
-                    await res.credentials.refresh(force=True)
-                    await worker.resume()
+            background = [asyncio.create_task(_prune_loop(store, settings), name="veo-prune")]
+            if res.credentials is not None:
+                credentials = res.credentials
+
+                async def failed(err: Exception) -> None:
+                    await _flow_credentials_failed(worker, err)
+
+                async def recovered() -> None:
+                    if await worker.paused() in FLOW_CREDENTIAL_HOLDS:
+                        await worker.resume()
+
+                if await worker.paused() in FLOW_CREDENTIAL_HOLDS:
+                    with contextlib.suppress(Exception):
+                        await credentials.refresh(force=True)
+                        await worker.resume()
+                refresher = credentials.run(on_error=failed, on_recovered=recovered)
+                background.append(asyncio.create_task(refresher, name="veo-refresh"))
             worker.start()
-            background = [
-                asyncio.create_task(res.credentials.run(on_error=credentials_failed), name="veo-refresh"),
-                asyncio.create_task(_prune_loop(store, settings), name="veo-prune"),
-            ]
             try:
                 await stopping.wait()
                 log.info("signal received; shutting down")

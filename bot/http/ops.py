@@ -16,7 +16,7 @@ from storage import JobState
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
 #: Pause reasons that mean the backend's credentials are not usable.
-_DEAD = frozenset({"cookies", "verification"})
+_DEAD = frozenset({"cookies", "verification", "migrated", "flow_outage", "vertex_auth"})
 CHECK_TIMEOUT = 10.0
 
 

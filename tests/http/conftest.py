@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from openai import AsyncOpenAI
 
-from bot.__main__ import flow_resources
+from bot.__main__ import backend_resources
 from bot.http import ApiDelivery, ApiMetrics, RoutingDelivery, create_app
 from bot.http.server import HttpServer
 from bot.logs import Redactor
@@ -94,30 +94,27 @@ async def running_api(
     settings = make_settings(tmp_path, emu, **overrides)
     settings.ensure_data_dir()
     clock = ShiftClock()
-    async with flow_resources(settings, Redactor()) as res:
-        store = await Store.open(settings.database_path)
+    async with (
+        await Store.open(settings.database_path) as store,
+        backend_resources(settings, Redactor(), store=store) as res,
+    ):
         metrics = ApiMetrics()
         worker = Worker(
             store,
-            res.flow,
+            res.backends,
             RoutingDelivery(None, ApiDelivery(metrics)),
+            default_backend=settings.backend_name,
             media_dir=settings.media_dir,
             poll_interval=settings.veo_poll_interval,
             job_timeout=settings.veo_job_timeout,
-            max_concurrent=settings.flow_max_concurrent,
         )
-
-        async def check() -> None:
-            await res.flow.credits()
-
         app = create_app(
             store=store,
             worker=worker,
             settings=settings,
             clock=clock,
             metrics=metrics,
-            credential_check=check,
-            backend=backend,
+            backend=backend if backend is not None else res.backends[settings.backend_name],
             upload_cap=256 * 1024,
             body_cap=512 * 1024,
         )
@@ -140,7 +137,6 @@ async def running_api(
         finally:
             await server.stop()
             await worker.stop()
-            await store.close()
 
 
 @pytest.fixture
@@ -156,7 +152,18 @@ async def api(tmp_path: Path, emu: FlowEmulator) -> AsyncIterator[Api]:
 
 
 @pytest.fixture
-async def key(api: Api) -> str:
+async def vapi(tmp_path: Path, emu: FlowEmulator) -> AsyncIterator[Api]:
+    """The API validating against Vertex-like rules (the worker still drives the Flow emulator)."""
+    from tests.http.test_backend_seam import VertexLikeRules
+
+    async with running_api(tmp_path, emu, backend=VertexLikeRules(extend=True)) as running:
+        yield running
+
+
+@pytest.fixture
+async def key(request: pytest.FixtureRequest) -> str:
+    """A key on whichever API the test uses (`api` or `vapi`)."""
+    api: Api = request.getfixturevalue("vapi" if "vapi" in request.fixturenames else "api")
     _, secret = await api.new_key("tests")
     return secret
 

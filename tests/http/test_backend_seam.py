@@ -4,7 +4,7 @@ Flow emulator through the production wiring."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -52,12 +52,6 @@ class VertexLikeRules:
 
     async def balance(self) -> Balance | None:
         return None
-
-
-@pytest.fixture
-async def vapi(tmp_path: Path, emu: FlowEmulator) -> AsyncIterator[Api]:
-    async with running_api(tmp_path, emu, backend=VertexLikeRules(extend=True)) as running:
-        yield running
 
 
 async def test_what_the_backend_cannot_do_is_refused_with_its_sentence(vapi: Api, key: str) -> None:

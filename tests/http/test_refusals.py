@@ -131,8 +131,10 @@ async def test_a_body_over_the_cap_is_413_declared_or_streamed(api: Api, key: st
     ("name", "data", "ext"), [("a.png", PNG, "png"), ("b.jpg", JPEG, "jpg"), ("c.webp", WEBP, "webp")]
 )
 async def test_an_image_upload_is_kept_under_the_data_dir_with_the_job(
-    api: Api, key: str, name: str, data: bytes, ext: str
+    vapi: Api, key: str, name: str, data: bytes, ext: str
 ) -> None:
+    """With a backend that takes a first frame (Vertex-like rules, tests/http/test_backend_seam.py)."""
+    api = vapi
     # the declared content type is ignored: the bytes decide
     upload = form({"prompt": "animate this", "size": "720x1280"}, (name, data, "application/octet-stream"))
     resp = await api.http.post(f"{api.base}/v1/videos", headers=auth(key), data=upload)
@@ -145,7 +147,8 @@ async def test_an_image_upload_is_kept_under_the_data_dir_with_the_job(
     assert path.read_bytes() == data
 
 
-async def test_quota_is_429_with_retry_after_and_changes_nothing(api: Api) -> None:
+async def test_quota_is_429_with_retry_after_and_changes_nothing(vapi: Api) -> None:
+    api = vapi  # a backend that takes images: the upload passes validation and is dropped by the quota refusal
     _, secret = await api.new_key("one-a-day", daily=1)
     url = f"{api.base}/v1/videos"
     ok = await api.http.post(url, headers=auth(secret), json={"prompt": "a cat"})
@@ -180,3 +183,11 @@ async def test_content_before_completion_is_409(api: Api, key: str) -> None:
     content = await api.http.get(f"{api.base}/v1/videos/{vid}/content", headers=auth(key))
     assert (await refused(api, content, 409))["code"] == "not_ready"
     assert await api.job_count() == 1
+
+
+async def test_an_image_the_backend_cannot_use_is_refused_with_its_sentence_and_not_kept(api: Api, key: str) -> None:
+    upload = form({"prompt": "animate this"}, ("a.png", PNG, "image/png"))
+    resp = await api.http.post(f"{api.base}/v1/videos", headers=auth(key), data=upload)
+    error = await refused(api, resp, 400)
+    assert error["code"] == "unsupported" and "Flow" in error["message"]
+    assert await api.job_count() == 0 and inputs(api) == []

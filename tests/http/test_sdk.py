@@ -53,7 +53,7 @@ async def test_create_poll_and_download_the_exact_bytes_flow_served(api: Api, ke
 
 async def test_list_newest_first_with_paging_delete_cancels_and_remix_keeps_the_inputs(api: Api, key: str) -> None:
     client = api.client(key)
-    first = await client.videos.create(prompt="a lighthouse", size="720x1280", seconds="4", model="quality")
+    first = await client.videos.create(prompt="a lighthouse", size="720x1280", seconds="8", model="quality")
     second = await client.videos.create(prompt="a harbour at dusk")
 
     page = await client.videos.list(limit=1)
@@ -68,7 +68,7 @@ async def test_list_newest_first_with_paging_delete_cancels_and_remix_keeps_the_
 
     remix = await client.videos.remix(first.id, prompt="a lighthouse in a storm")
     assert remix.id != first.id and remix.prompt == "a lighthouse in a storm"
-    assert (remix.size, remix.seconds, remix.model) == ("720x1280", "4", "quality")
+    assert (remix.size, remix.seconds, remix.model) == ("720x1280", "8", "quality")
     src = await api.store.get_job(int(first.id.removeprefix("video_")))
     new = await api.store.get_job(int(remix.id.removeprefix("video_")))
     assert src is not None and new is not None and new.seed == src.seed and new.options == src.options
