@@ -1,6 +1,6 @@
 """`python -m bot serve`: the store, the backend, the worker and the HTTP API, without Discord.
 
-Resources are built as `python -m bot` builds them (flow_resources); Discord jobs found in the store wait, since
+Resources are built as `python -m bot` builds them (backend_resources); Discord jobs found in the store wait, since
 nobody here can post them (RoutingDelivery without a Discord side).
 """
 
@@ -10,8 +10,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from pathlib import Path
 
+from bot import upkeep
 from bot.http.app import create_app
 from bot.http.delivery import ApiDelivery, RoutingDelivery
 from bot.http.metrics import ApiMetrics
@@ -24,47 +24,17 @@ from storage import Store
 log = logging.getLogger("bot.serve")
 
 PRUNE_EVERY = 3600.0
-#: Holds a working Flow session lifts (as in cogs/jobs.py).
-FLOW_CREDENTIAL_HOLDS = frozenset({"cookies", "migrated", "flow_outage"})
-
-
-async def prune_media(store: Store, retention_days: float) -> int:
-    """Delete finished jobs' media files older than the retention; returns how many."""
-    removed = 0
-    for job in await store.media_to_prune(retention_days * 86_400):
-        if job.file_path:
-            with contextlib.suppress(FileNotFoundError):
-                await asyncio.to_thread(Path(job.file_path).unlink)
-                removed += 1
-            await store.update_job(job.id, file_path=None)
-    return removed
 
 
 async def _prune_loop(store: Store, settings: Settings) -> None:
     while True:
         try:
-            removed = await prune_media(store, settings.veo_media_retention_days)
+            removed = await upkeep.prune_media(store, settings.media_dir, settings.veo_media_retention_days)
             if removed:
                 log.info("pruned %d media file(s)", removed)
         except Exception:
             log.exception("media pruning failed; retrying next hour")
         await asyncio.sleep(PRUNE_EVERY)
-
-
-async def _flow_credentials_failed(worker: Worker, err: Exception) -> None:
-    """The refresher gave up: hold the queue with the reason the Discord side uses (cogs/jobs.py)."""
-    from bot.backends import errors as be
-
-    match err:
-        case be.AccountMigrated():
-            reason = "migrated"
-        case be.VerificationRequired():
-            reason = "verification"
-        case be.Unavailable() | be.RateLimited():
-            reason = "flow_outage"
-        case _:
-            reason = "cookies"
-    await worker.pause(reason)
 
 
 async def run_serve(settings: Settings, redactor: Redactor) -> int:
@@ -107,20 +77,15 @@ async def run_serve(settings: Settings, redactor: Redactor) -> int:
             await server.start()
             background = [asyncio.create_task(_prune_loop(store, settings), name="veo-prune")]
             if res.credentials is not None:
-                credentials = res.credentials
 
                 async def failed(err: Exception) -> None:
-                    await _flow_credentials_failed(worker, err)
+                    await upkeep.credentials_failed(worker, err)
 
                 async def recovered() -> None:
-                    if await worker.paused() in FLOW_CREDENTIAL_HOLDS:
-                        await worker.resume()
+                    await upkeep.credentials_recovered(worker)
 
-                if await worker.paused() in FLOW_CREDENTIAL_HOLDS:
-                    with contextlib.suppress(Exception):
-                        await credentials.refresh(force=True)
-                        await worker.resume()
-                refresher = credentials.run(on_error=failed, on_recovered=recovered)
+                await upkeep.lift_stale_hold(worker, res.credentials)
+                refresher = res.credentials.run(on_error=failed, on_recovered=recovered)
                 background.append(asyncio.create_task(refresher, name="veo-refresh"))
             worker.start()
             try:
