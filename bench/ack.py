@@ -70,7 +70,7 @@ async def naive_prompt(interaction: discord.Interaction, text: str) -> None:
 
     bot: NaiveBot = interaction.client  # type: ignore[assignment]
     spec = GenerationSpec(prompt=text, aspect="landscape", model="fast", seed=1, scene_id=str(uuid.uuid4()))
-    [submitted] = await bot.backends.flow.generate(bot.project_id, [spec])  # type: ignore[attr-defined]
+    [submitted] = await bot.flow.generate(bot.project_id, [spec])  # type: ignore[attr-defined]
     await interaction.response.send_message(f"Started `{submitted.operation_name}` for: {text[:100]}")
 
 

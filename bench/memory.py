@@ -75,7 +75,7 @@ async def child(mode: str, config: dict[str, str]) -> dict[str, float]:
     endpoint = Endpoint(config["api_base"], config["gateway_url"], config["token"])
     async with running_bot(settings, endpoint) as bot:  # type: ignore[arg-type]
         if mode == "read":
-            bot.worker.flow = WholeBodyDownload(bot.backends.flow, bot.http_session)  # type: ignore[assignment]
+            bot.worker.flow = WholeBodyDownload(bot.flow, bot.http_session)  # type: ignore[assignment]
         gc.collect()
         start = time.perf_counter()
         with PeakSampler() as sampler:

@@ -49,7 +49,7 @@ class Admin(commands.GroupCog, group_name="veo-admin", group_description="Veo bo
         creds = self.bot.credentials
         lines = [f"Account: {mask_email(creds.account_email)}"]
         try:
-            credits = await self.bot.backends.flow.credits()
+            credits = await self.bot.flow.credits()
             lines.append(f"Tier: {credits.tier} · credits: {credits.credits}")
         except fe.FlowError as err:
             lines.append(f"Credits unavailable: {flow_error_text(err)}")

@@ -252,7 +252,7 @@ async def test_full_run_in_process_leaks_nothing(
             await bot.worker.drain()
             known.update(cookie_file)
             reprs = [repr(bot.credentials), str(bot.credentials), repr(bot.settings), str(bot.settings)]
-            reprs += [repr(bot.credentials.session), repr(bot.backends.flow)]
+            reprs += [repr(bot.credentials.session), repr(bot.flow)]
         known.update(cookie_file)
     finally:
         loop.set_exception_handler(previous)
