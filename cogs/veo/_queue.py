@@ -1,0 +1,113 @@
+"""Queueing jobs for an interaction: refusals, the store call, and the answer within Discord's deadline."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot import render
+from bot.errors import UserFacingError
+from bot.messages import pause_text
+from bot.worker import PAUSE_KEY
+from storage import ActiveLimitReached, Job, QuotaExceeded
+
+if TYPE_CHECKING:
+    from bot.app import VeoBot
+
+
+def member_role_ids(user: discord.abc.User) -> frozenset[int]:
+    """Role ids from the interaction's member payload (no role cache needed)."""
+    return frozenset(int(r) for r in getattr(user, "_roles", ()))
+
+
+def is_admin(bot: VeoBot, user: discord.abc.User) -> bool:
+    return bot.settings.is_admin(user.id, member_role_ids(user))
+
+
+def quota_refusal(err: QuotaExceeded | ActiveLimitReached) -> str:
+    status = err.status
+    if isinstance(err, ActiveLimitReached):
+        return (
+            f"You already have {status.active} videos in progress (the limit is {status.max_active}). "
+            "Wait for one to finish, or cancel one with `/veo cancel`."
+        )
+    when = f" <t:{int(status.resets_at)}:R>" if status.resets_at else " within 24 hours"
+    return f"You have used your {status.limit} videos for the last 24 hours. The next one frees up{when}."
+
+
+async def create_jobs(
+    bot: VeoBot, interaction: discord.Interaction, *, prompt: str, aspect: str, model: str, seeds: list[int]
+) -> tuple[list[Job], dict[int, int]]:
+    """Queue jobs for the interaction's user (with their queue positions), or refuse and change nothing."""
+    paused = await bot.store.kv_get(PAUSE_KEY)
+    if paused:
+        raise UserFacingError(f"The queue is on hold: {pause_text(paused)} Nothing was queued; try again later.")
+    if interaction.channel_id is None:
+        raise UserFacingError("Use this command in a server channel.")
+    try:
+        return await bot.store.create_jobs_with_positions(
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            prompt=prompt,
+            aspect=aspect,
+            model=model,
+            seeds=seeds,
+            daily_quota=bot.settings.veo_daily_quota,
+            max_active=bot.settings.veo_max_active_per_user,
+            unlimited=is_admin(bot, interaction.user),
+        )
+    except (QuotaExceeded, ActiveLimitReached) as err:
+        raise UserFacingError(quota_refusal(err)) from None
+
+
+#: Answer no later than this after Discord created the interaction (it drops answers after 3 s): when the
+#: store is slow (a burst of commands), defer first and finish with an edit.
+ACK_DEADLINE = 1.5
+
+
+async def queue_and_announce(
+    bot: VeoBot, interaction: discord.Interaction, *, prompt: str, aspect: str, model: str, seeds: list[int]
+) -> None:
+    """Queue the jobs and answer with the live status message, within Discord's deadline whatever the load."""
+    creating = asyncio.ensure_future(
+        create_jobs(bot, interaction, prompt=prompt, aspect=aspect, model=model, seeds=seeds)
+    )
+    age = (discord.utils.utcnow() - interaction.created_at).total_seconds()
+    done, _ = await asyncio.wait({creating}, timeout=max(0.0, ACK_DEADLINE - age))
+    deferred = not done
+    if deferred:
+        # Private "thinking…": a refusal can still be private; a success is posted to the channel.
+        await interaction.response.defer(ephemeral=True, thinking=True)
+    try:
+        jobs, positions = await creating
+    except UserFacingError as refusal:
+        if not deferred:
+            raise
+        await interaction.edit_original_response(content=refusal.message)
+        return
+    from cogs.veo._views import status_view  # the views queue jobs too (Retry): import at use
+
+    content = render.status_message(jobs, positions=positions)
+    view = status_view(jobs)
+    mentions = discord.AllowedMentions.none()
+    if deferred:
+        channel = bot.get_partial_messageable(interaction.channel_id or 0, guild_id=interaction.guild_id)
+        message = await channel.send(content, view=view, allowed_mentions=mentions)
+        message_id = message.id
+        await interaction.edit_original_response(content=f"Queued: {message.jump_url}")
+    else:
+        response = await interaction.response.send_message(content, view=view, allowed_mentions=mentions)
+        message_id = response.message_id or (await interaction.original_response()).id
+    await bot.store.set_status_message([job.id for job in jobs], message_id)
+    bot.worker.wake()
+
+
+async def owned_job(bot: VeoBot, interaction: discord.Interaction, job_id: int, *, refusal: str | None = None) -> Job:
+    """The job when the user owns it or is an admin; otherwise a refusal that reveals nothing."""
+    job = await bot.store.get_job(job_id)
+    if job is None or (job.user_id != interaction.user.id and not is_admin(bot, interaction.user)):
+        raise UserFacingError(refusal or f"You have no job `#{job_id}`. See `/veo status` for yours.")
+    return job

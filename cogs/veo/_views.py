@@ -1,0 +1,99 @@
+"""Per-job buttons (persistent: all state is in the custom_id and the store) and the views that carry them."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot import render
+from cogs.veo._checks import new_seed
+from cogs.veo._queue import owned_job, queue_and_announce
+from storage import Job, JobState
+
+if TYPE_CHECKING:
+    from bot.app import VeoBot
+
+FOREIGN_CLICK = "Only the person who asked for this video, or an admin, can use its buttons. Nothing was changed."
+
+
+class JobButton(
+    discord.ui.DynamicItem[discord.ui.Button], template=r"veo:(?P<action>cancel|retry|details):(?P<job>\d+)"
+):
+    """Per-job buttons that survive restarts: all state is in the custom_id and the store."""
+
+    LABELS: dict[str, tuple[str, discord.ButtonStyle]] = {
+        "cancel": ("Cancel", discord.ButtonStyle.danger),
+        "retry": ("Retry (new seed)", discord.ButtonStyle.primary),
+        "details": ("Details", discord.ButtonStyle.secondary),
+    }
+
+    def __init__(self, action: str, job_id: int, *, label_suffix: str = "") -> None:
+        label, style = self.LABELS[action]
+        super().__init__(
+            discord.ui.Button(label=f"{label}{label_suffix}", style=style, custom_id=f"veo:{action}:{job_id}")
+        )
+        self.action = action
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ) -> JobButton:
+        return cls(match["action"], int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+        bot: VeoBot = interaction.client  # type: ignore[assignment]
+        try:
+            job = await owned_job(bot, interaction, self.job_id, refusal=FOREIGN_CLICK)
+            if self.action == "cancel":
+                await interaction.response.send_message(await cancel_text(bot, interaction, job), ephemeral=True)
+            elif self.action == "details":
+                position = await bot.store.queue_position(job.id)
+                await interaction.response.send_message(render.details(job, position=position), ephemeral=True)
+            else:
+                await queue_and_announce(
+                    bot, interaction, prompt=job.prompt, aspect=job.aspect, model=job.model, seeds=[new_seed(job.seed)]
+                )
+        except Exception as err:
+            from cogs.errors import report
+
+            await report(interaction, err)
+
+
+def status_view(jobs: list[Job]) -> discord.ui.View | None:
+    """Cancel buttons for the jobs that can still be cancelled."""
+    live = [j for j in jobs if j.state in (JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING)]
+    if not live:
+        return None
+    view = discord.ui.View(timeout=None)
+    for job in live[:5]:
+        view.add_item(JobButton("cancel", job.id, label_suffix=f" #{job.id}" if len(jobs) > 1 else ""))
+    return view
+
+
+def result_view(job: Job) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(JobButton("retry", job.id))
+    view.add_item(JobButton("details", job.id))
+    return view
+
+
+async def cancel_text(bot: VeoBot, interaction: discord.Interaction, job: Job) -> str:
+    was = job.state
+    cancelled = await bot.worker.cancel(job, actor_id=interaction.user.id)
+    if cancelled is None:
+        fresh = await bot.store.get_job(job.id) or job
+        if fresh.state is JobState.CANCELLED:
+            return f"Job `#{job.id}` is already cancelled."
+        return (
+            f"Too late: job `#{job.id}` is already {fresh.state.value.replace('_', ' ')}, "
+            "so it can no longer be cancelled."
+        )
+    if was is JobState.QUEUED:
+        return f"Cancelled job `#{job.id}`. It does not count against your quota."
+    return (
+        f"Cancelled job `#{job.id}`. Flow has no cancel call, so it may still finish there, "
+        "but it will not be posted and does not count against your quota."
+    )
