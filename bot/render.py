@@ -211,8 +211,9 @@ def details(job: Job, *, position: int | None = None, now: float | None = None) 
     opts = job.options
     lines = [
         f"**Job #{job.id}** — {job_line(job, position=position, now=now)}",
-        f"Mode: {mode_label(opts)} · model: {job.model} · aspect: {job.aspect} · seed: {job.seed}",
-        f"Duration: {opts.duration} s · resolution: {opts.resolution} · audio: {'on' if opts.audio else 'off'}",
+        f"Model: {job.model} · aspect: {job.aspect} · seed: {job.seed}",
+        f"Mode: {mode_label(opts)} · duration: {opts.duration} s · resolution: {opts.resolution} · "
+        f"audio: {'on' if opts.audio else 'off'}",
         f"Prompt: {safe_prompt(job.prompt, 1000)}",
     ]
     if opts.negative_prompt:

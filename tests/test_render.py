@@ -200,7 +200,7 @@ def test_overview_of_a_queued_job_while_paused() -> None:
 def test_details() -> None:
     done = job(state=JobState.DELIVERED, result_message_id=99, finished_at=NOW, prompt="@everyone a cat")
     text = render.details(done, now=NOW)
-    assert "seed: 1234" in text and "model: fast" in text and "Result: https://discord.com/channels/" in text
+    assert "seed: 1234" in text and "Model: fast" in text and "Result: https://discord.com/channels/" in text
     assert not MENTION.search(text)
     failed = render.details(job(state=JobState.FAILED, error_kind="content_filter", error_message="MINOR"), now=NOW)
     assert "child-safety filter" in failed and "MINOR" not in failed
