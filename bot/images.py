@@ -77,10 +77,14 @@ async def fetch_image(
     what: str = "The image",
     max_bytes: int = MAX_IMAGE_BYTES,
     client_timeout: aiohttp.ClientTimeout = DOWNLOAD_TIMEOUT,
+    stem: str | None = None,
 ) -> SavedImage:
-    """Download, check and store one image; raises ImageRefused (nothing is left on disk then)."""
+    """Download, check and store one image; raises ImageRefused (nothing is left on disk then).
+
+    ``stem`` names the file (default: a fresh uuid), for callers that must find it again after a restart.
+    """
     data = await _download(session, url, what=what, max_bytes=max_bytes, client_timeout=client_timeout)
-    return await asyncio.to_thread(store_image, data, data_dir, what=what, max_bytes=max_bytes)
+    return await asyncio.to_thread(store_image, data, data_dir, what=what, max_bytes=max_bytes, stem=stem)
 
 
 async def _download(
@@ -129,13 +133,13 @@ def check_image(data: bytes, *, what: str = "The image", max_bytes: int = MAX_IM
 
 
 def store_image(
-    data: bytes, data_dir: Path, *, what: str = "The image", max_bytes: int = MAX_IMAGE_BYTES
+    data: bytes, data_dir: Path, *, what: str = "The image", max_bytes: int = MAX_IMAGE_BYTES, stem: str | None = None
 ) -> SavedImage:
     """Check the bytes and write them atomically to ``data_dir/inputs/<uuid>.<ext>`` (blocking: run in a thread)."""
     mime = check_image(data, what=what, max_bytes=max_bytes)
     folder = data_dir / "inputs"
     folder.mkdir(parents=True, exist_ok=True)
-    dest = folder / f"{uuid.uuid4().hex}.{_EXTENSIONS[mime]}"
+    dest = folder / f"{stem or uuid.uuid4().hex}.{_EXTENSIONS[mime]}"
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".in-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out:

@@ -11,6 +11,7 @@ from bot import render
 from bot.errors import UserFacingError
 from bot.messages import pause_text
 from bot.worker import PAUSE_KEY
+from cogs.veo._options import JobSpec, discard, fetch_inputs, fresh_inputs
 from storage import ActiveLimitReached, Job, QuotaExceeded
 
 if TYPE_CHECKING:
@@ -37,30 +38,38 @@ def quota_refusal(err: QuotaExceeded | ActiveLimitReached) -> str:
     return f"You have used your {status.limit} videos for the last 24 hours. The next one frees up{when}."
 
 
-async def create_jobs(
-    bot: VeoBot, interaction: discord.Interaction, *, prompt: str, aspect: str, model: str, seeds: list[int]
-) -> tuple[list[Job], dict[int, int]]:
-    """Queue jobs for the interaction's user (with their queue positions), or refuse and change nothing."""
+async def create_jobs(bot: VeoBot, interaction: discord.Interaction, spec: JobSpec) -> tuple[list[Job], dict[int, int]]:
+    """Queue jobs for the interaction's user (with their queue positions), or refuse and change nothing.
+
+    The spec was validated by the backend already; its attachments are downloaded here, after the cheap checks.
+    """
     paused = await bot.store.kv_get(PAUSE_KEY)
     if paused:
         raise UserFacingError(f"The queue is on hold: {pause_text(paused)} Nothing was queued; try again later.")
     if interaction.channel_id is None:
         raise UserFacingError("Use this command in a server channel.")
+    ready = await fetch_inputs(bot, spec) if spec.uploads else spec
     try:
         return await bot.store.create_jobs_with_positions(
             user_id=interaction.user.id,
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
-            prompt=prompt,
-            aspect=aspect,
-            model=model,
-            seeds=seeds,
+            prompt=ready.prompt,
+            aspect=ready.aspect,
+            model=ready.model,
+            seeds=ready.seeds,
             daily_quota=bot.settings.veo_daily_quota,
             max_active=bot.settings.veo_max_active_per_user,
             unlimited=is_admin(bot, interaction.user),
+            options=ready.options,
+            cost=ready.cost.amount if ready.cost else 0.0,
+            cost_unit=ready.cost.unit if ready.cost else "credits",
         )
-    except (QuotaExceeded, ActiveLimitReached) as err:
-        raise UserFacingError(quota_refusal(err)) from None
+    except BaseException as err:
+        discard(fresh_inputs(spec, ready))
+        if isinstance(err, QuotaExceeded | ActiveLimitReached):
+            raise UserFacingError(quota_refusal(err)) from None
+        raise
 
 
 #: Answer no later than this after Discord created the interaction (it drops answers after 3 s): when the
@@ -68,13 +77,10 @@ async def create_jobs(
 ACK_DEADLINE = 1.5
 
 
-async def queue_and_announce(
-    bot: VeoBot, interaction: discord.Interaction, *, prompt: str, aspect: str, model: str, seeds: list[int]
-) -> None:
-    """Queue the jobs and answer with the live status message, within Discord's deadline whatever the load."""
-    creating = asyncio.ensure_future(
-        create_jobs(bot, interaction, prompt=prompt, aspect=aspect, model=model, seeds=seeds)
-    )
+async def queue_and_announce(bot: VeoBot, interaction: discord.Interaction, spec: JobSpec) -> None:
+    """Queue the jobs and answer with the live status message, within Discord's deadline whatever the load
+    (downloading attachments takes longer than that: the answer is then deferred)."""
+    creating = asyncio.ensure_future(create_jobs(bot, interaction, spec))
     age = (discord.utils.utcnow() - interaction.created_at).total_seconds()
     done, _ = await asyncio.wait({creating}, timeout=max(0.0, ACK_DEADLINE - age))
     deferred = not done

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot import render
-from cogs.veo._checks import new_seed
+from cogs.veo._creative import check_inputs_kept, edit_form, extend_spec, spec_from_job
+from cogs.veo._options import validated
 from cogs.veo._queue import owned_job, queue_and_announce
-from storage import Job, JobState
+from storage import UNSUCCESSFUL_STATES, Job, JobState
 
 if TYPE_CHECKING:
     from bot.app import VeoBot
@@ -19,13 +20,15 @@ FOREIGN_CLICK = "Only the person who asked for this video, or an admin, can use 
 
 
 class JobButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=r"veo:(?P<action>cancel|retry|details):(?P<job>\d+)"
+    discord.ui.DynamicItem[discord.ui.Button], template=r"veo:(?P<action>cancel|retry|edit|extend|details):(?P<job>\d+)"
 ):
     """Per-job buttons that survive restarts: all state is in the custom_id and the store."""
 
     LABELS: dict[str, tuple[str, discord.ButtonStyle]] = {
         "cancel": ("Cancel", discord.ButtonStyle.danger),
         "retry": ("Retry (new seed)", discord.ButtonStyle.primary),
+        "edit": ("Edit", discord.ButtonStyle.secondary),
+        "extend": ("Extend", discord.ButtonStyle.secondary),
         "details": ("Details", discord.ButtonStyle.secondary),
     }
 
@@ -52,10 +55,14 @@ class JobButton(
             elif self.action == "details":
                 position = await bot.store.queue_position(job.id)
                 await interaction.response.send_message(render.details(job, position=position), ephemeral=True)
+            elif self.action == "edit":
+                check_inputs_kept(job)
+                await interaction.response.send_modal(edit_form(job, bot.settings.veo_max_prompt))
+            elif self.action == "extend":
+                await queue_and_announce(bot, interaction, validated(bot, await extend_spec(bot, job)))
             else:
-                await queue_and_announce(
-                    bot, interaction, prompt=job.prompt, aspect=job.aspect, model=job.model, seeds=[new_seed(job.seed)]
-                )
+                check_inputs_kept(job)
+                await queue_and_announce(bot, interaction, validated(bot, spec_from_job(job)))
         except Exception as err:
             from cogs.errors import report
 
@@ -74,8 +81,12 @@ def status_view(jobs: list[Job]) -> discord.ui.View | None:
 
 
 def result_view(job: Job) -> discord.ui.View:
+    """Retry, Edit, Extend (results only) and Details under a posted result or failure."""
     view = discord.ui.View(timeout=None)
     view.add_item(JobButton("retry", job.id))
+    view.add_item(JobButton("edit", job.id))
+    if job.state not in UNSUCCESSFUL_STATES:
+        view.add_item(JobButton("extend", job.id))
     view.add_item(JobButton("details", job.id))
     return view
 
