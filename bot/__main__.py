@@ -1,6 +1,6 @@
 """Entry point: `python -m bot` runs the bot, `python -m bot check` validates settings and credentials.
 
-Builds settings, logging, one HTTP session, the store and the Flow client, and injects them into the bot.
+Builds settings, logging, one HTTP session, the store and the backends, and injects them into the bot.
 Configuration mistakes end with one line on stderr and a non-zero exit code, never a traceback.
 """
 
@@ -12,17 +12,21 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiohttp
 
+from bot.backends.base import Backend
+from bot.backends.errors import BackendError
 from bot.backends.flow import errors as fe
+from bot.backends.flow.backend import FlowBackend
 from bot.backends.flow.client import FlowClient
 from bot.backends.flow.credentials import CookieFile, Credentials
 from bot.backends.flow.redact import mask_email
 from bot.logs import Redactor, setup_logging
 from bot.settings import ConfigError, Settings, load_settings
+from bot.worker import PROJECT_KEY
 from storage import StorageError, Store
 
 log = logging.getLogger("bot")
@@ -35,8 +39,10 @@ EXIT_CHECK_FAILED = 1
 class Resources:
     settings: Settings
     http: aiohttp.ClientSession
-    credentials: Credentials
-    flow: FlowClient
+    #: Every backend whose configuration is present, by name; `settings.backend_name` takes new jobs.
+    backends: dict[str, Backend] = field(default_factory=dict)
+    credentials: Credentials | None = None
+    flow: FlowClient | None = None
 
 
 def http_session(settings: Settings) -> aiohttp.ClientSession:
@@ -47,32 +53,110 @@ def http_session(settings: Settings) -> aiohttp.ClientSession:
 
 
 @contextlib.asynccontextmanager
-async def flow_resources(
-    settings: Settings, redactor: Redactor, *, backoff: tuple[float, float] | None = None
+async def backend_resources(
+    settings: Settings,
+    redactor: Redactor,
+    *,
+    store: Store | None = None,
+    backoff: tuple[float, float] | None = None,
 ) -> AsyncIterator[Resources]:
-    """The Flow side of the bot. `backoff` (base, cap) overrides both clients' retry backoff (tests shorten it)."""
-    tuning = {"backoff_base": backoff[0], "backoff_cap": backoff[1]} if backoff else {}
+    """Every configured backend: the chosen one must work; the other is built too when its configuration is
+    present, so jobs it took before a switch of VEO_BACKEND still finish. `backoff` (base, cap) shortens the Flow
+    clients' retry backoff (tests); `store` remembers the Flow project."""
     async with http_session(settings) as http:
-        credentials = Credentials(
-            settings.flow_cookie_file,
-            http,
-            labs_base=settings.flow_labs_base,
-            refresh_margin=settings.flow_token_refresh_margin,
-            request_timeout=settings.flow_http_timeout,
-            **tuning,
+        res = Resources(settings, http)
+        wanted = settings.backend_name
+        if wanted == "flow" or settings.flow_cookie_file.exists():
+            try:
+                await _add_flow(res, redactor, store, backoff)
+            except fe.CredentialsError:
+                if wanted == "flow":
+                    raise
+                log.warning("Flow credentials unusable; Flow jobs from before cannot be finished")
+        if settings.google_cloud_project:
+            res.backends["vertex"] = vertex_backend(settings, redactor)
+        if wanted not in res.backends:
+            raise ConfigError(f"VEO_BACKEND: the {wanted} backend is not configured")
+        try:
+            yield res
+        finally:
+            for backend in res.backends.values():
+                close = getattr(backend, "aclose", None)
+                if close is not None:
+                    with contextlib.suppress(Exception):
+                        await close()
+
+
+async def _add_flow(
+    res: Resources, redactor: Redactor, store: Store | None, backoff: tuple[float, float] | None
+) -> None:
+    settings = res.settings
+    tuning = {"backoff_base": backoff[0], "backoff_cap": backoff[1]} if backoff else {}
+    credentials = Credentials(
+        settings.flow_cookie_file,
+        res.http,
+        labs_base=settings.flow_labs_base,
+        refresh_margin=settings.flow_token_refresh_margin,
+        request_timeout=settings.flow_http_timeout,
+        **tuning,
+    )
+    redactor.add_provider(credentials.secret_values)
+    await credentials.load()
+    flow = FlowClient(
+        res.http,
+        credentials,
+        api_base=settings.flow_api_base,
+        labs_base=settings.flow_labs_base,
+        status_batch_size=settings.flow_status_batch_size,
+        model_key_overrides=settings.flow_model_keys,
+        **tuning,
+    )
+
+    async def load_project() -> str | None:
+        return await store.kv_get(PROJECT_KEY) if store is not None else None
+
+    async def save_project(project: str) -> None:
+        if store is not None:
+            await store.kv_set(PROJECT_KEY, project)
+
+    res.credentials, res.flow = credentials, flow
+    res.backends["flow"] = FlowBackend(
+        flow,
+        credentials,
+        max_concurrent=settings.flow_max_concurrent,
+        project_id=settings.flow_project_id,
+        load_project=load_project,
+        save_project=save_project,
+    )
+
+
+def vertex_backend(settings: Settings, redactor: Redactor) -> Backend:
+    """Veo on Vertex AI from the settings; a missing or unreadable service-account file is a ConfigError."""
+    from bot.backends.vertex import VertexBackend, load_service_account
+
+    api_key = settings.google_api_key.get_secret_value() if settings.google_api_key else None
+    if api_key:
+        redactor.add_provider(lambda: [api_key])
+    credentials = None
+    if not api_key and settings.google_application_credentials is not None:
+        try:
+            credentials = load_service_account(settings.google_application_credentials)
+        except ValueError as err:
+            raise ConfigError(f"GOOGLE_APPLICATION_CREDENTIALS: {err}") from None
+    elif not api_key:
+        raise ConfigError(
+            "GOOGLE_API_KEY or GOOGLE_APPLICATION_CREDENTIALS is required for the Vertex AI backend "
+            "(an API key, or a service-account key file with the Vertex AI User role)"
         )
-        redactor.add_provider(credentials.secret_values)
-        await credentials.load()
-        flow = FlowClient(
-            http,
-            credentials,
-            api_base=settings.flow_api_base,
-            labs_base=settings.flow_labs_base,
-            status_batch_size=settings.flow_status_batch_size,
-            model_key_overrides=settings.flow_model_keys,
-            **tuning,
-        )
-        yield Resources(settings, http, credentials, flow)
+    return VertexBackend(
+        project=settings.google_cloud_project or "",
+        location=settings.google_cloud_location,
+        api_key=api_key,
+        credentials=credentials,
+        base_url=settings.vertex_api_base,
+        models=settings.vertex_models,
+        max_concurrent=settings.vertex_max_concurrent,
+    )
 
 
 def point_discord_at(settings: Settings) -> None:
@@ -95,14 +179,13 @@ async def run_bot(settings: Settings, redactor: Redactor) -> int:
     token = settings.discord_token.get_secret_value()
     redactor.add_provider(lambda: [token])
     # Validate before anything logs, so a configuration mistake is the only line printed.
-    await CookieFile.load(settings.flow_cookie_file)
+    if settings.backend_name == "flow":
+        await CookieFile.load(settings.flow_cookie_file)
     store = await Store.open(settings.database_path)
     try:
-        async with flow_resources(settings, redactor) as res:
+        async with backend_resources(settings, redactor, store=store) as res:
             point_discord_at(settings)
-            bot = VeoBot(
-                settings=settings, http_session=res.http, store=store, credentials=res.credentials, flow=res.flow
-            )
+            bot = VeoBot(settings=settings, http_session=res.http, store=store, resources=res)
             loop = asyncio.get_running_loop()
             stopping = asyncio.Event()
 
@@ -128,15 +211,23 @@ async def run_bot(settings: Settings, redactor: Redactor) -> int:
 
 
 async def run_check(settings: Settings, redactor: Redactor) -> int:
-    """Validate credentials end to end without Discord; print what an admin needs, never a secret."""
-    async with flow_resources(settings, redactor) as res:
-        session = await res.credentials.refresh(force=True)
-        credits = await res.flow.credits()
-        expires = datetime.fromtimestamp(session.expires_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        print(f"account: {mask_email(session.email)}")
-        print(f"tier: {credits.tier}")
-        print(f"credits: {credits.credits}")
-        print(f"token expires: {expires}")
+    """Validate the configured backend end to end without Discord; print what an admin needs, never a secret."""
+    async with backend_resources(settings, redactor) as res:
+        print(f"backend: {settings.backend_name}")
+        if settings.backend_name == "flow":
+            assert res.credentials is not None and res.flow is not None
+            session = await res.credentials.refresh(force=True)
+            credits = await res.flow.credits()
+            expires = datetime.fromtimestamp(session.expires_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            print(f"account: {mask_email(session.email)}")
+            print(f"tier: {credits.tier}")
+            print(f"credits: {credits.credits}")
+            print(f"token expires: {expires}")
+        else:
+            backend = res.backends["vertex"]
+            await backend.check()
+            for key, value in backend.describe().items():  # type: ignore[attr-defined]
+                print(f"{key}: {value}")
         print("ok: credentials are usable")
     return 0
 
@@ -160,10 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StorageError, fe.CookieFileError) as err:
         print(f"configuration error: {redactor(str(err))}", file=sys.stderr)
         return EXIT_CONFIG
-    except fe.FlowError as err:
-        from bot.messages import flow_error_text
+    except BackendError as err:
+        from bot.messages import backend_error_text
 
-        print(f"check failed: {redactor(flow_error_text(err))} ({type(err).__name__})", file=sys.stderr)
+        print(f"check failed: {redactor(backend_error_text(err))} ({type(err).__name__})", file=sys.stderr)
         return EXIT_CHECK_FAILED
     except KeyboardInterrupt:
         return 0

@@ -17,10 +17,12 @@ from bot.worker import Worker
 from cogs import EXTENSIONS
 
 if TYPE_CHECKING:
+    from bot.__main__ import Resources
+    from bot.backends.base import Backend
     from bot.backends.flow.client import FlowClient
     from bot.backends.flow.credentials import Credentials
     from bot.settings import Settings
-    from storage import Store
+    from storage import Job, Store
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,7 @@ class VeoBot(commands.Bot):
         settings: Settings,
         http_session: aiohttp.ClientSession,
         store: Store,
-        credentials: Credentials,
-        flow: FlowClient,
+        resources: Resources,
     ) -> None:
         # We never join voice: skip discord.py's start-up warnings about voice libraries.
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
@@ -54,22 +55,32 @@ class VeoBot(commands.Bot):
         self.settings = settings
         self.http_session = http_session
         self.store = store
-        self.credentials = credentials
-        self.flow = flow
-        from cogs.veo import result_view, status_view
-
-        self.delivery = DiscordDelivery(self, store, settings, views=result_view, status_views=status_view)
+        self.backends: dict[str, Backend] = resources.backends
+        #: The Flow side, when Flow is configured (credentials reload, credits).
+        self.credentials: Credentials | None = resources.credentials
+        self.flow: FlowClient | None = resources.flow
+        # The result and status views come from the veo cog when it loads: the core never imports a cog.
+        self.delivery = DiscordDelivery(self, store, settings, links=self._web_link)
         self.worker = Worker(
             store,
-            flow,
+            self.backends,
             self.delivery,
+            default_backend=settings.backend_name,
             media_dir=settings.media_dir,
             poll_interval=settings.veo_poll_interval,
             job_timeout=settings.veo_job_timeout,
-            max_concurrent=settings.flow_max_concurrent,
-            project_id=settings.flow_project_id,
+            monthly_budget=settings.veo_monthly_budget_usd,
         )
         self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def backend(self) -> Backend:
+        """The backend new jobs go to."""
+        return self.worker.backend
+
+    def _web_link(self, job: Job) -> str | None:
+        backend = self.backends.get(job.backend or "")
+        return backend.web_link(job.backend_ref) if backend is not None and job.backend_ref else None
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:

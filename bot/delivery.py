@@ -52,6 +52,7 @@ class DiscordDelivery:
         *,
         views: Callable[[Job], discord.ui.View | None] = lambda job: None,
         status_views: Callable[[list[Job]], discord.ui.View | None] = lambda jobs: None,
+        links: Callable[[Job], str | None] = lambda job: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
@@ -59,6 +60,7 @@ class DiscordDelivery:
         self.settings = settings
         self.views = views
         self.status_views = status_views
+        self.links = links
         self.clock = clock
         self._last_edit: dict[int, float] = {}
         self._dirty: dict[int, Job] = {}
@@ -73,9 +75,8 @@ class DiscordDelivery:
         guild = self.client.get_guild(job.guild_id) if job.guild_id else None
         return max(guild.filesize_limit, DEFAULT_UPLOAD_LIMIT) if guild else DEFAULT_UPLOAD_LIMIT
 
-    def result_link(self, job: Job) -> str:
-        base = self.settings.flow_labs_base
-        return f"{base}/fx/tools/flow/project/{job.project_id}" if job.project_id else f"{base}/fx/tools/flow"
+    def result_link(self, job: Job) -> str | None:
+        return self.links(job)
 
     async def post_video(self, job: Job, path: Path) -> int:
         size = job.file_size or (await asyncio.to_thread(path.stat)).st_size

@@ -6,6 +6,7 @@ that say what happened and what to do.
 
 from __future__ import annotations
 
+from bot.backends import errors as be
 from bot.backends.flow import errors as fe
 
 #: Flow's content-policy reasons, mapped to the filter a user can understand.
@@ -34,44 +35,101 @@ def filter_name(reason: str | None) -> str:
     return "Flow's content filter"
 
 
-def failure_text(kind: str | None, reason: str | None = None) -> str:
-    """Why a job failed, for the channel. `kind` is the job's stored error kind."""
+#: How each backend is named to users.
+BACKEND_NAMES: dict[str, str] = {"flow": "Flow", "vertex": "Veo (Google Cloud)"}
+
+
+def failure_text(kind: str | None, reason: str | None = None, *, backend: str = "flow") -> str:
+    """Why a job failed, for the channel. `kind` is the job's stored error kind; `reason` a code, never prose."""
+    name = BACKEND_NAMES.get(backend, "The video service")
     match kind:
+        case "content_filter" if backend == "vertex":
+            code = f" (support code {reason})" if reason and reason.isdigit() else ""
+            return f"Google's safety filter removed this video; you were not charged{code}. Try rewording the prompt."
+        case "blocked":
+            code = f" (support code {reason})" if reason and reason.isdigit() else ""
+            return (
+                f"The prompt was blocked by Google's usage guidelines{code}. It was not charged; try rewording it."
+            )
         case "content_filter":
             return (
                 f"Flow blocked this video: it was stopped by {filter_name(reason)}. "
                 "Try rewording the prompt; the same prompt will be blocked again."
             )
         case "timed_out":
-            return "Flow did not finish this video in time. It was not charged to your quota; try again later."
+            return f"{name} did not finish this video in time. It was not charged to your quota; try again later."
         case "transient":
-            return "Flow was too busy to make this video. It was not charged to your quota; try again in a few minutes."
+            return (
+                f"{name} was too busy to make this video. It was not charged to your quota; try again in a few minutes."
+            )
         case "internal":
-            return "Flow hit an internal error while making this video. It was not charged to your quota; try again."
+            return f"{name} hit an internal error while making this video. It was not charged to your quota; try again."
         case "unconfirmed":
             return (
-                "Flow did not confirm it received this request, so it was not sent again (that could charge twice). "
+                f"{name} did not confirm it received this request, so it was not sent again (that could charge twice). "
                 "Check `/veo status` and try again."
             )
         case "interrupted":
             return (
-                "The bot restarted while sending this request to Flow; it was not re-sent to avoid a double charge. "
+                f"The bot restarted while sending this request to {name}; it was not re-sent to avoid a double charge. "
                 "Please try again."
             )
+        case "model_not_allowed" if backend == "vertex":
+            return "This model is not available to the team's Google Cloud project right now; the admins were told."
         case "model_not_allowed":
             return "This model is not available on the team's Flow plan. Try `model: fast`."
+        case "not_supported":
+            return reason or f"{name} cannot make this kind of video."
+        case "backend_gone":
+            return (
+                "The video service that took this job is no longer configured, so the bot cannot finish it. "
+                "Please try again."
+            )
         case "rejected":
-            return "Flow rejected this request. Try rewording the prompt."
+            return f"{name} rejected this request. Try rewording the prompt."
         case "api_changed":
             return (
-                "Flow answered in a way the bot does not understand (its API may have changed). The admins were told."
+                f"{name} answered in a way the bot does not understand (its API may have changed). "
+                "The admins were told."
             )
         case "download":
-            return "The video was made but could not be downloaded from Flow. Try again."
+            return f"The video was made but could not be downloaded from {name}. Try again."
         case "delivery":
             return "The video was made but could not be posted here (check the bot's permissions in this channel)."
         case _:
-            return "Flow could not make this video. It was not charged to your quota; try again."
+            return f"{name} could not make this video. It was not charged to your quota; try again."
+
+
+def model_missing_alert(model_id: str | None) -> str:
+    """An admin alert for a Vertex AI model id that answers 404."""
+    return (
+        f"Vertex AI does not know the model `{model_id or '?'}` (retired, misspelt, or the project has no access). "
+        "Jobs asking for it fail. Set another id with `VERTEX_MODELS`, e.g. "
+        '`{"fast": "veo-3.1-fast-generate-001"}`, and restart the bot.'
+    )
+
+
+def backend_error_text(err: BaseException) -> str:
+    """Any backend error, for an interaction reply or `python -m bot check`."""
+    if isinstance(err, fe.FlowError):
+        return flow_error_text(err)
+    match err:
+        case be.CredentialsDead():
+            return "Google Cloud refused the bot's credentials." + (f" {err.hint}" if err.hint else "")
+        case be.ModelUnavailable():
+            return model_missing_alert(err.model_id)
+        case be.RateLimited():
+            return "Vertex AI asked us to slow down. Please try again in a minute."
+        case be.QuotaExhausted():
+            return "The Google Cloud project is out of quota for Veo right now."
+        case be.NotSupported():
+            return str(err)
+        case be.BadResponse():
+            return "Vertex AI answered in a way the bot does not understand (its API may have changed)."
+        case be.Unavailable():
+            return "Vertex AI is not answering right now. Please try again in a few minutes."
+        case _:
+            return "The video service could not complete the request."
 
 
 def flow_error_text(err: BaseException) -> str:
@@ -79,6 +137,8 @@ def flow_error_text(err: BaseException) -> str:
     match err:
         case fe.CookieFileError():
             return f"The cookie file cannot be used: {err}"
+        case fe.AccountMigrated():
+            return MIGRATED
         case fe.CookiesExpired():
             return "Flow's session cookies have expired. An admin needs to re-export them and run `/veo-admin reload`."
         case fe.AuthExpired():
@@ -104,12 +164,20 @@ def flow_error_text(err: BaseException) -> str:
             return "Flow could not complete the request."
 
 
+MIGRATED = (
+    "This Flow account moved to flow.google.com, which the bot cannot drive; use the Vertex AI backend "
+    "(set GOOGLE_CLOUD_PROJECT)."
+)
+
 PAUSE_REASONS: dict[str, str] = {
     "admin": "An admin paused the queue.",
     "cookies": "Flow's session cookies have expired; an admin must re-export them (`/veo-admin reload`).",
     "verification": "Flow asked for a human verification; an admin must complete it in a browser.",
     "credits": "The team's Flow account is out of credits.",
     "api_changed": "Flow's API changed in a way the bot does not understand; an admin has been told.",
+    "migrated": "The team's Flow account moved to flow.google.com, which the bot cannot use; an admin has been told.",
+    "vertex_auth": "Google Cloud refused the bot's credentials; an admin has been told.",
+    "budget": "This month's video budget is used up; the queue resumes next month or when an admin resumes it.",
 }
 
 
@@ -132,6 +200,21 @@ ADMIN_ALERTS: dict[str, str] = {
         "The team's Flow account is out of credits, so the queue is paused. Run `/veo-admin resume` when topped up."
     ),
     "api_changed": (
-        "Flow answered in a shape the bot cannot read (its API may have changed). Jobs are failing; check the logs."
+        "The video backend answered in a shape the bot cannot read (its API may have changed). Jobs are failing; "
+        "check the logs."
+    ),
+    "migrated": (
+        "The team's Flow account moved to flow.google.com, which the bot cannot drive (every generation there needs "
+        "a reCAPTCHA token minted by the page, which the bot never obtains). The queue is paused and jobs stay "
+        "queued. The way on is the Vertex AI backend: set GOOGLE_CLOUD_PROJECT (see the README) and restart."
+    ),
+    "vertex_auth": (
+        "Google Cloud refused the bot's credentials, so the queue is paused (jobs stay queued). Check the API key or "
+        "the service account (role Vertex AI User), that the Vertex AI API is enabled and billing is on. The queue "
+        "resumes by itself once they work."
+    ),
+    "budget": (
+        "This month's estimated Vertex AI spend reached VEO_MONTHLY_BUDGET_USD, so the queue is paused (jobs stay "
+        "queued). It resumes on the 1st (UTC), or now with `/veo-admin resume`."
     ),
 }

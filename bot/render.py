@@ -125,7 +125,7 @@ def job_line(job: Job, *, position: int | None = None, now: float | None = None,
     elif (link := result_link(job)) is not None:
         extra = f" — [result]({link})"
     elif job.state in (JobState.FAILED, JobState.TIMED_OUT):
-        extra = f" — {failure_text(job.error_kind, job.error_message)}"
+        extra = f" — {failure_text(job.error_kind, job.error_message, backend=job.backend or 'flow')}"
     return f"`#{job.id}` {label}{extra}"
 
 
@@ -226,7 +226,7 @@ def details(job: Job, *, position: int | None = None, now: float | None = None) 
     if (link := result_link(job)) is not None:
         lines.append(f"Result: {link}")
     if job.state in (JobState.FAILED, JobState.TIMED_OUT):
-        lines.append(f"Why: {failure_text(job.error_kind, job.error_message)}")
+        lines.append(f"Why: {failure_text(job.error_kind, job.error_message, backend=job.backend or 'flow')}")
     return fit(lines)
 
 
@@ -279,13 +279,18 @@ def failure_message(job: Job, text: str) -> str:
     )
 
 
-def too_big_message(job: Job, size: int, limit: int, link: str) -> str:
+def too_big_message(job: Job, size: int, limit: int, link: str | None) -> str:
+    where = (
+        f"so here is a link instead (open it with the team's Flow account): {link}"
+        if link
+        else "so it could not be posted here; an admin can find it in the bot's media folder"
+    )
     return fit(
         [
             f"<@{job.user_id}> your video is ready · {_summary(job)}",
             f"> {safe_prompt(job.prompt)}",
             f"The file is {size / 1048576:.1f} MiB, over this channel's {limit / 1048576:.0f} MiB upload limit, "
-            f"so here is a link instead (open it with the team's Flow account): {link}",
+            + where,
             f"-# {marker(job)}",
         ]
     )

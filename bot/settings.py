@@ -32,6 +32,18 @@ class Settings(BaseSettings):
     discord_gateway_url: str | None = None
     discord_guild_id: int | None = None
 
+    veo_backend: Literal["auto", "vertex", "flow"] = "auto"
+    veo_monthly_budget_usd: float | None = Field(None, gt=0)
+
+    google_cloud_project: str | None = None
+    google_cloud_location: str = "us-central1"
+    google_application_credentials: Path | None = None
+    google_api_key: SecretStr | None = None
+    vertex_api_base: str | None = None
+    #: JSON object overriding model ids, e.g. {"fast": "veo-3.1-fast-generate-001"}.
+    vertex_models: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    vertex_max_concurrent: int = Field(10, ge=1, le=100)
+
     flow_cookie_file: Path = Path("cookie.json")
     flow_token_refresh_margin: float = Field(300.0, ge=0)
     flow_api_base: str = "https://aisandbox-pa.googleapis.com"
@@ -73,7 +85,28 @@ class Settings(BaseSettings):
             return value.upper() if value.lower() not in ("text", "json") else value.lower()
         return value
 
-    @field_validator("discord_api_base", "flow_api_base", "flow_labs_base", mode="after")
+    @field_validator("veo_backend", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("vertex_models", mode="before")
+    @classmethod
+    def _parse_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as err:
+                raise ValueError('expected a JSON object like {"fast": "veo-3.1-fast-generate-001"}') from err
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - {"fast", "quality", "lite"})
+            if unknown:
+                raise ValueError(f"unknown model name {unknown[0]!r}: use fast, quality or lite")
+        return value
+
+    @field_validator("discord_api_base", "flow_api_base", "flow_labs_base", "vertex_api_base", mode="after")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         if value is not None:
@@ -82,7 +115,17 @@ class Settings(BaseSettings):
                 raise ValueError("must be an http(s) URL")
         return value
 
-    @field_validator("discord_api_base", "discord_gateway_url", "flow_project_id", mode="before")
+    @field_validator(
+        "discord_api_base",
+        "discord_gateway_url",
+        "flow_project_id",
+        "google_cloud_project",
+        "google_application_credentials",
+        "google_api_key",
+        "vertex_api_base",
+        "veo_monthly_budget_usd",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -105,6 +148,13 @@ class Settings(BaseSettings):
         return value
 
     # --- derived values -------------------------------------------------------------------------
+
+    @property
+    def backend_name(self) -> Literal["vertex", "flow"]:
+        """The backend new jobs go to: VEO_BACKEND, where `auto` means Vertex AI when a project is set."""
+        if self.veo_backend == "auto":
+            return "vertex" if self.google_cloud_project else "flow"
+        return self.veo_backend
 
     @property
     def gateway_url(self) -> str | None:

@@ -13,10 +13,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.backends.errors import BackendError
 from bot.backends.flow import errors as fe
 from bot.backends.flow.redact import mask_email
 from bot.errors import NotAdmin, UserFacingError
-from bot.messages import flow_error_text
+from bot.messages import backend_error_text, flow_error_text
+from bot.worker import month_of
 from cogs.veo import is_admin
 
 if TYPE_CHECKING:
@@ -46,10 +48,14 @@ class Admin(commands.GroupCog, group_name="veo-admin", group_description="Veo bo
         await self.bot.store.log_event(f"admin_{kind}", actor_id=interaction.user.id, detail=detail)
 
     async def _account_summary(self) -> str:
-        creds = self.bot.credentials
+        if self.bot.backend.name == "vertex":
+            return await self._spend_summary()
+        creds, flow = self.bot.credentials, self.bot.flow
+        if creds is None or flow is None:
+            return "Flow is not configured."
         lines = [f"Account: {mask_email(creds.account_email)}"]
         try:
-            credits = await self.bot.flow.credits()
+            credits = await flow.credits()
             lines.append(f"Tier: {credits.tier} · credits: {credits.credits}")
         except fe.FlowError as err:
             lines.append(f"Credits unavailable: {flow_error_text(err)}")
@@ -57,12 +63,32 @@ class Admin(commands.GroupCog, group_name="veo-admin", group_description="Veo bo
             lines.append(f"Token expires <t:{int(creds.expires_at)}:R>")
         return "\n".join(lines)
 
+    async def _spend_summary(self) -> str:
+        """Vertex AI: estimated spend today and this month (UTC) against the budget."""
+        store, wall = self.bot.store, self.bot.worker.wall()
+        _month, month_start = month_of(wall)
+        day_start = wall - wall % 86400
+        today = await store.spend("usd", day_start, submitted_only=True)
+        month = await store.spend("usd", month_start, submitted_only=True)
+        budget = self.bot.settings.veo_monthly_budget_usd
+        lines = [
+            f"Backend: Veo on Vertex AI ({self.bot.settings.google_cloud_project}, "
+            f"{self.bot.settings.google_cloud_location})",
+            f"Estimated spend today: ${today:.2f} · this month: ${month:.2f}"
+            + (f" of ${budget:.2f} ({month / budget:.0%})" if budget else " (no monthly budget set)"),
+            "-# Estimates from the price table; Google's bill is the authority.",
+        ]
+        return "\n".join(lines)
+
     @app_commands.command(
-        name="reload", description="Reload Flow credentials (optionally from an uploaded cookie export)"
+        name="reload", description="Reload credentials (Flow: optionally from an uploaded cookie export)"
     )
     @app_commands.describe(file="A new cookie.json export with the authorization entry")
     async def reload(self, interaction: discord.Interaction, file: discord.Attachment | None = None) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
+        if self.bot.credentials is None:
+            await self._reload_vertex(interaction, file)
+            return
         try:
             if file is not None:
                 if file.size > MAX_UPLOAD:
@@ -80,13 +106,36 @@ class Admin(commands.GroupCog, group_name="veo-admin", group_description="Veo bo
             raise UserFacingError(f"{flow_error_text(err)} Nothing was changed.") from None
         await self._log(interaction, "reload", "upload" if file else "file")
         resumed = ""
-        if await self.bot.worker.paused() in ("cookies", "verification"):
+        if await self.bot.worker.paused() in ("cookies", "verification", "migrated"):
             await self.bot.worker.resume(actor_id=interaction.user.id)
             resumed = "\nThe queue was on hold for credentials and has been resumed."
         summary = await self._account_summary()
         await interaction.followup.send(f"Credentials reloaded.\n{summary}{resumed}", ephemeral=True)
 
-    @app_commands.command(name="credits", description="Show the Flow account's tier and credits")
+    async def _reload_vertex(self, interaction: discord.Interaction, file: discord.Attachment | None) -> None:
+        """Vertex AI credentials are re-read from disk and checked; they are never uploaded through Discord."""
+        if file is not None:
+            raise UserFacingError(
+                "Vertex AI credentials are never uploaded through Discord: update the key file or GOOGLE_API_KEY on "
+                "the server, then run `/veo-admin reload` without a file. Nothing was changed."
+            )
+        backend = self.bot.backend
+        reread = getattr(backend, "reload", None)
+        try:
+            if reread is not None:
+                await reread()
+            await backend.check()
+        except BackendError as err:
+            await self._log(interaction, "reload_refused", type(err).__name__)
+            raise UserFacingError(f"{backend_error_text(err)} Nothing was changed.") from None
+        await self._log(interaction, "reload", "vertex")
+        resumed = ""
+        if await self.bot.worker.paused() == "vertex_auth":
+            await self.bot.worker.resume(actor_id=interaction.user.id)
+            resumed = "\nThe queue was on hold for credentials and has been resumed."
+        await interaction.followup.send(f"Vertex AI credentials work.{resumed}", ephemeral=True)
+
+    @app_commands.command(name="credits", description="Show credits (Flow) or estimated spend (Vertex AI)")
     async def credits(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         await self._log(interaction, "credits")

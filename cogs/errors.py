@@ -15,9 +15,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.backends.flow.errors import FlowError
+from bot.backends.errors import BackendError
 from bot.errors import NotAdmin, UserFacingError
-from bot.messages import flow_error_text
+from bot.messages import backend_error_text
 
 if TYPE_CHECKING:
     from bot.app import VeoBot
@@ -50,8 +50,8 @@ def user_text(error: BaseException) -> tuple[str, str | None]:
             return "You are not allowed to use this command here.", None
         case app_commands.CommandNotFound() | app_commands.CommandSignatureMismatch():
             return "This command is out of date. Please try again in a minute.", None
-        case FlowError():
-            return flow_error_text(error), None
+        case BackendError():
+            return backend_error_text(error), None
     error_id = secrets.token_hex(4)
     return f"Sorry, something went wrong on our side (error id `{error_id}`). The admins can look it up.", error_id
 

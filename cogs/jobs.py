@@ -28,7 +28,10 @@ class Jobs(commands.Cog):
 
     async def cog_load(self) -> None:
         self._starter = self.bot.spawn(self._start_when_ready(), "veo-worker-start")
-        self._refresher = self.bot.spawn(self.bot.credentials.run(on_error=self._credentials_failed), "veo-refresh")
+        if self.bot.credentials is not None:
+            self._refresher = self.bot.spawn(
+                self.bot.credentials.run(on_error=self._credentials_failed), "veo-refresh"
+            )
         self.prune_media.start()
 
     async def cog_unload(self) -> None:
@@ -48,7 +51,7 @@ class Jobs(commands.Cog):
 
     async def _lift_stale_cookie_hold(self) -> None:
         """A hold for dead cookies survives restarts; if the (maybe replaced) cookie file works now, lift it."""
-        if await self.bot.worker.paused() != "cookies":
+        if await self.bot.worker.paused() != "cookies" or self.bot.credentials is None:
             return
         try:
             await self.bot.credentials.refresh(force=True)

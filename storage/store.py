@@ -669,15 +669,20 @@ class Store:
             or 0
         )
 
-    async def spend(self, unit: str, since: float, *, user_id: int | None = None) -> float:
-        """Estimated spend in `unit` of jobs created since `since` that made (or may still make) a video."""
+    async def spend(
+        self, unit: str, since: float, *, user_id: int | None = None, submitted_only: bool = False
+    ) -> float:
+        """Estimated spend in `unit` of jobs created since `since` that made (or may still make) a video.
+
+        `submitted_only`: only jobs a backend took (money at stake), not those still waiting in our queue.
+        """
         value = await self._scalar(
             _sql(
                 "SELECT TOTAL(cost) FROM jobs INDEXED BY jobs_spend WHERE cost > 0 AND cost_unit = :unit"
                 " AND created_at >= :since AND state NOT IN ({unsuccessful})"
-                " AND (:user IS NULL OR user_id = :user)"
+                " AND (:user IS NULL OR user_id = :user) AND (:submitted = 0 OR backend IS NOT NULL)"
             ),
-            {"unit": unit, "since": since, "user": user_id},
+            {"unit": unit, "since": since, "user": user_id, "submitted": int(submitted_only)},
         )
         return float(value or 0.0)
 

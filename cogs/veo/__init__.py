@@ -175,7 +175,7 @@ class Veo(commands.GroupCog, group_name="veo", group_description="Generate video
             queued=view.queued,
             quota=view.quota,
             typical=statistics.median(view.durations) if view.durations else None,
-            concurrency=settings.flow_max_concurrent,
+            concurrency=self.bot.backend.max_concurrent,
             pause=paused,
         )
         await interaction.response.send_message(text, ephemeral=True)
@@ -197,4 +197,6 @@ class Veo(commands.GroupCog, group_name="veo", group_description="Generate video
 
 async def setup(bot: VeoBot) -> None:
     bot.add_dynamic_items(JobButton)
+    bot.delivery.views = result_view
+    bot.delivery.status_views = status_view
     await bot.add_cog(Veo(bot))

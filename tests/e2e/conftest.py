@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.__main__ import flow_resources
+from bot.__main__ import backend_resources
 from bot.app import VeoBot
 from bot.logs import Redactor
 from bot.settings import Settings
@@ -57,16 +57,14 @@ def make_settings(tmp_path: Path, emu: FlowEmulator, fd: FakeDiscord, **override
 async def running_bot(settings: Settings, fd: FakeDiscord, redactor: Redactor | None = None) -> AsyncIterator[VeoBot]:
     """Build the bot exactly as `python -m bot` does, with its resources injected, and run it against the fake."""
     settings.ensure_data_dir()
-    async with flow_resources(settings, redactor or Redactor()) as res:
-        store = await Store.open(settings.database_path)
-        try:
-            bot = VeoBot(
-                settings=settings, http_session=res.http, store=store, credentials=res.credentials, flow=res.flow
-            )
+    store = await Store.open(settings.database_path)
+    try:
+        async with backend_resources(settings, redactor or Redactor(), store=store) as res:
+            bot = VeoBot(settings=settings, http_session=res.http, store=store, resources=res)
             async with run_bot(bot, fd):
                 yield bot
-        finally:
-            await store.close()
+    finally:
+        await store.close()
 
 
 @pytest.fixture

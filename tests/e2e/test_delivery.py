@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.__main__ import flow_resources
+from bot.__main__ import backend_resources
 from bot.app import VeoBot
 from bot.logs import Redactor
 from bot.settings import Settings
@@ -100,18 +100,16 @@ async def started_bot(
 ) -> AsyncIterator[VeoBot]:
     """The wiring of `python -m bot` (bot/__main__.py), with Flow's retry backoff shortened and a clock to move."""
     settings.ensure_data_dir()
-    async with flow_resources(settings, Redactor(), backoff=(backoff, backoff * 8)) as res:
-        store = await Store.open(settings.database_path, clock=clock)
-        try:
-            bot = VeoBot(
-                settings=settings, http_session=res.http, store=store, credentials=res.credentials, flow=res.flow
-            )
-            bot.worker.clock = clock
+    store = await Store.open(settings.database_path, clock=clock)
+    try:
+        async with backend_resources(settings, Redactor(), store=store, backoff=(backoff, backoff * 8)) as res:
+            bot = VeoBot(settings=settings, http_session=res.http, store=store, resources=res)
+            bot.worker.clock = bot.worker.wall = clock
             bot.delivery.clock = clock
             async with run_bot(bot, fd, guild_ready_timeout=0.02):
                 yield bot
-        finally:
-            await store.close()
+    finally:
+        await store.close()
 
 
 def posts_per_job(fd: FakeDiscord) -> Counter[int]:

@@ -5,6 +5,7 @@ Real bot in-process (production wiring, test_delivery.started_bot) against the f
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +102,8 @@ async def test_oversize_video_is_posted_as_a_link_with_the_reason(
     (post,) = posts_of(sfd, job.id)
     assert not post.attachments
     assert "11.0 MiB" in post.content and "10 MiB upload limit" in post.content
-    assert f"/project/{job.project_id}" in post.content
+    project = json.loads(job.backend_ref or "{}")["project_id"]
+    assert project and f"/project/{project}" in post.content
     assert len(sfd.requests_to(*POST)) == 1, "no doomed upload first"
 
 

@@ -135,6 +135,10 @@ class FlowClient:
         # The web app sends ";<epoch ms>" once per page load; one per client instance is the same thing.
         self._session_id = f";{int(time.time() * 1000)}"
 
+    @property
+    def labs_base(self) -> str:
+        return self._labs
+
     # -- account ------------------------------------------------------------------------------------
 
     async def credits(self) -> Credits:
