@@ -48,9 +48,7 @@ def failure_text(kind: str | None, reason: str | None = None, *, backend: str = 
             return f"Google's safety filter removed this video; you were not charged{code}. Try rewording the prompt."
         case "blocked":
             code = f" (support code {reason})" if reason and reason.isdigit() else ""
-            return (
-                f"The prompt was blocked by Google's usage guidelines{code}. It was not charged; try rewording it."
-            )
+            return f"The prompt was blocked by Google's usage guidelines{code}. It was not charged; try rewording it."
         case "content_filter":
             return (
                 f"Flow blocked this video: it was stopped by {filter_name(reason)}. "

@@ -29,9 +29,7 @@ class Jobs(commands.Cog):
     async def cog_load(self) -> None:
         self._starter = self.bot.spawn(self._start_when_ready(), "veo-worker-start")
         if self.bot.credentials is not None:
-            self._refresher = self.bot.spawn(
-                self.bot.credentials.run(on_error=self._credentials_failed), "veo-refresh"
-            )
+            self._refresher = self.bot.spawn(self.bot.credentials.run(on_error=self._credentials_failed), "veo-refresh")
         self.prune_media.start()
 
     async def cog_unload(self) -> None:
