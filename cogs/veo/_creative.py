@@ -272,6 +272,10 @@ class AnimateDownloads:
         mime = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}.get(ext, "image/png")
         return SavedImage(found[0], mime)  # type: ignore[arg-type]
 
+    async def settled(self) -> None:
+        """Wait until every download in progress has ended (tests, shutdown)."""
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
     def close(self) -> None:
         for task in self._tasks.values():
             task.cancel()
