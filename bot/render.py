@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Sequence
 
@@ -39,6 +40,8 @@ def safe_prompt(prompt: str, limit: int = PROMPT_PREVIEW) -> str:
         text = text[: limit - 1] + "…"
     text = discord.utils.escape_markdown(text, as_needed=False)
     text = discord.utils.escape_mentions(text)
+    # A mention cut short by the truncation ("<@&12…") escapes escape_mentions: break every "<@" left.
+    text = re.sub("<@(?!\u200b)", "<@\u200b", text)
     if text.startswith(_LINE_START):
         text = "\\" + text
     return text

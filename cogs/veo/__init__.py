@@ -7,6 +7,7 @@ backend call: the worker picks the jobs up from the store. Split into private mo
 
 from __future__ import annotations
 
+import functools
 import re
 import statistics
 from typing import TYPE_CHECKING, Literal
@@ -32,7 +33,7 @@ from cogs.veo._creative import (
 )
 from cogs.veo._options import WHAT, JobSpec, discard, validated
 from cogs.veo._queue import is_admin, owned_job, queue_and_announce
-from cogs.veo._views import FOREIGN_CLICK, JobButton, cancel_text, result_view, status_view
+from cogs.veo._views import FOREIGN_CLICK, JobButton, cancel_text, result_view, result_view_for, status_view
 from storage import JobOptions
 
 if TYPE_CHECKING:
@@ -197,6 +198,6 @@ class Veo(commands.GroupCog, group_name="veo", group_description="Generate video
 
 async def setup(bot: VeoBot) -> None:
     bot.add_dynamic_items(JobButton)
-    bot.delivery.views = result_view
+    bot.delivery.views = functools.partial(result_view_for, bot)
     bot.delivery.status_views = status_view
     await bot.add_cog(Veo(bot))

@@ -80,15 +80,21 @@ def status_view(jobs: list[Job]) -> discord.ui.View | None:
     return view
 
 
-def result_view(job: Job) -> discord.ui.View:
-    """Retry, Edit, Extend (results only) and Details under a posted result or failure."""
+def result_view(job: Job, *, can_extend: bool = True) -> discord.ui.View:
+    """Retry, Edit, Extend (results of a backend that can extend) and Details under a result or failure."""
     view = discord.ui.View(timeout=None)
     view.add_item(JobButton("retry", job.id))
     view.add_item(JobButton("edit", job.id))
-    if job.state not in UNSUCCESSFUL_STATES:
+    if can_extend and job.state not in UNSUCCESSFUL_STATES:
         view.add_item(JobButton("extend", job.id))
     view.add_item(JobButton("details", job.id))
     return view
+
+
+def result_view_for(bot: VeoBot, job: Job) -> discord.ui.View:
+    """The result view, with Extend only when the backend that made the video can extend it."""
+    backend = bot.backends.get(job.backend or "") or bot.backend
+    return result_view(job, can_extend=backend.can_extend())
 
 
 async def cancel_text(bot: VeoBot, interaction: discord.Interaction, job: Job) -> str:
