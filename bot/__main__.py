@@ -81,7 +81,7 @@ async def backend_resources(
             yield res
         finally:
             for backend in res.backends.values():
-                close = getattr(backend, "aclose", None)
+                close = getattr(backend, "close", None)
                 if close is not None:
                     with contextlib.suppress(Exception):
                         await close()
@@ -132,7 +132,7 @@ async def _add_flow(
 
 def vertex_backend(settings: Settings, redactor: Redactor) -> Backend:
     """Veo on Vertex AI from the settings; a missing or unreadable service-account file is a ConfigError."""
-    from bot.backends.vertex import VertexBackend, load_service_account
+    from bot.backends.vertex import CredentialsFileError, VertexBackend, load_service_account
 
     api_key = settings.google_api_key.get_secret_value() if settings.google_api_key else None
     if api_key:
@@ -141,22 +141,31 @@ def vertex_backend(settings: Settings, redactor: Redactor) -> Backend:
     if not api_key and settings.google_application_credentials is not None:
         try:
             credentials = load_service_account(settings.google_application_credentials)
-        except ValueError as err:
-            raise ConfigError(f"GOOGLE_APPLICATION_CREDENTIALS: {err}") from None
+        except CredentialsFileError as err:
+            raise ConfigError(str(err)) from None
     elif not api_key:
         raise ConfigError(
             "GOOGLE_API_KEY or GOOGLE_APPLICATION_CREDENTIALS is required for the Vertex AI backend "
             "(an API key, or a service-account key file with the Vertex AI User role)"
         )
-    return VertexBackend(
-        project=settings.google_cloud_project or "",
-        location=settings.google_cloud_location,
-        api_key=api_key,
-        credentials=credentials,
-        base_url=settings.vertex_api_base,
-        models=settings.vertex_models,
-        max_concurrent=settings.vertex_max_concurrent,
-    )
+    # Veo takes 30 s to minutes: the first look comes after six poll intervals (30 s by default), then every two,
+    # growing to six. Tests speed all of it up through VEO_POLL_INTERVAL.
+    interval = settings.veo_poll_interval
+    try:
+        return VertexBackend(
+            project=settings.google_cloud_project or "",
+            location=settings.google_cloud_location,
+            api_key=api_key,
+            credentials=credentials,
+            base_url=settings.vertex_api_base,
+            models=settings.vertex_models,
+            max_concurrent=settings.vertex_max_concurrent,
+            first_poll_after=6 * interval,
+            poll_interval=2 * interval,
+            max_poll_interval=6 * interval,
+        )
+    except ValueError as err:
+        raise ConfigError(f"VERTEX_MODELS: {err}") from None
 
 
 def point_discord_at(settings: Settings) -> None:

@@ -15,7 +15,7 @@ from storage import Job, JobOptions, JobState, QuotaStatus
 PROMPT_PREVIEW = 300
 #: Discord's limit on message content.
 MAX_CONTENT = 2000
-#: Recovery after a long outage looks for this marker among the bot's recent messages.
+#: A visible tag for readers and tests; recovery does not trust it (a quoted prompt can contain it).
 MARKER = "veo job {id}"
 
 _STATE_LABELS: dict[JobState, str] = {

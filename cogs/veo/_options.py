@@ -90,7 +90,7 @@ def validated(bot: VeoBot, spec: JobSpec) -> JobSpec:
     try:
         backend.validate(request)
     except NotSupported as err:
-        raise UserFacingError(str(err)) from None
+        raise UserFacingError(f"{err} Nothing was queued.") from None
     return replace(spec, cost=backend.estimate(request))
 
 

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from typing import TYPE_CHECKING
 
 import discord
 
 from bot import render
 from bot.errors import UserFacingError
-from bot.messages import pause_text
+from bot.messages import active_refusal_text, pause_text, quota_refusal_text
 from bot.worker import PAUSE_KEY
 from cogs.veo._options import JobSpec, discard, fetch_inputs, fresh_inputs
 from storage import ActiveLimitReached, Job, QuotaExceeded
 
 if TYPE_CHECKING:
     from bot.app import VeoBot
+
+log = logging.getLogger(__name__)
 
 
 def member_role_ids(user: discord.abc.User) -> frozenset[int]:
@@ -30,12 +34,10 @@ def is_admin(bot: VeoBot, user: discord.abc.User) -> bool:
 def quota_refusal(err: QuotaExceeded | ActiveLimitReached) -> str:
     status = err.status
     if isinstance(err, ActiveLimitReached):
-        return (
-            f"You already have {status.active} videos in progress (the limit is {status.max_active}). "
-            "Wait for one to finish, or cancel one with `/veo cancel`."
-        )
-    when = f" <t:{int(status.resets_at)}:R>" if status.resets_at else " within 24 hours"
-    return f"You have used your {status.limit} videos for the last 24 hours. The next one frees up{when}."
+        return active_refusal_text(err.requested, active=status.active, max_active=status.max_active or 0)
+    return quota_refusal_text(
+        err.requested, remaining=status.remaining or 0, limit=status.limit or 0, resets_at=status.resets_at
+    )
 
 
 async def create_jobs(bot: VeoBot, interaction: discord.Interaction, spec: JobSpec) -> tuple[list[Job], dict[int, int]]:
@@ -86,7 +88,12 @@ async def queue_and_announce(bot: VeoBot, interaction: discord.Interaction, spec
     deferred = not done
     if deferred:
         # Private "thinking…": a refusal can still be private; a success is posted to the channel.
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+        except discord.HTTPException as err:  # expired (10062): the user saw nothing
+            with contextlib.suppress(UserFacingError):
+                await withdraw(bot, interaction, (await creating)[0], err)
+            return
     try:
         jobs, positions = await creating
     except UserFacingError as refusal:
@@ -101,14 +108,48 @@ async def queue_and_announce(bot: VeoBot, interaction: discord.Interaction, spec
     mentions = discord.AllowedMentions.none()
     if deferred:
         channel = bot.get_partial_messageable(interaction.channel_id or 0, guild_id=interaction.guild_id)
-        message = await channel.send(content, view=view, allowed_mentions=mentions)
+        try:
+            message = await channel.send(content, view=view, allowed_mentions=mentions)
+        except discord.HTTPException as err:  # no permission to send here (50013): results could not be either
+            await withdraw(bot, interaction, jobs, err)
+            raise UserFacingError(unpostable_text(err.status)) from None
         message_id = message.id
         await interaction.edit_original_response(content=f"Queued: {message.jump_url}")
     else:
-        response = await interaction.response.send_message(content, view=view, allowed_mentions=mentions)
+        try:
+            response = await interaction.response.send_message(content, view=view, allowed_mentions=mentions)
+        except discord.HTTPException as err:  # expired (10062): the user saw nothing
+            await withdraw(bot, interaction, jobs, err)
+            return
         message_id = response.message_id or (await interaction.original_response()).id
     await bot.store.set_status_message([job.id for job in jobs], message_id)
     bot.worker.wake()
+
+
+async def withdraw(bot: VeoBot, interaction: discord.Interaction, jobs: list[Job], err: discord.HTTPException) -> None:
+    """Cancel jobs whose announcement Discord refused: no notice, quota returned, nothing left to retry into.
+
+    Only on an answer from Discord (nothing was shown); a network error may hide an answer that landed.
+    """
+    log.warning(
+        "withdrawing job(s) %s: their announcement was refused (%s, code %s)",
+        ", ".join(f"#{j.id}" for j in jobs),
+        err.status,
+        err.code,
+    )
+    for job in jobs:
+        for _ in range(3):  # the worker may move the job on between our read and the cancel
+            fresh = await bot.store.get_job(job.id)
+            if fresh is None or fresh.terminal or await bot.worker.cancel(fresh, actor_id=interaction.user.id):
+                break
+
+
+def unpostable_text(status: int) -> str:
+    return (
+        f"I could not post the status message in this channel (Discord answered {status}; the bot may lack "
+        "permission to send messages here), so the videos could not be posted here either. Nothing was queued "
+        "and nothing counts against your quota."
+    )
 
 
 async def owned_job(bot: VeoBot, interaction: discord.Interaction, job_id: int, *, refusal: str | None = None) -> Job:

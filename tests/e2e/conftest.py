@@ -16,6 +16,8 @@ from bot.settings import Settings
 from storage import Store
 from tests.fakes.discord_server import FakeDiscord, run_bot
 from tests.fakes.flow_emulator import FlowEmulator
+from tests.fakes.vertex_emulator import VertexEmulator
+from tests.vertex_helpers import SDK_ENV
 
 ADMIN_ID = 1200000000000000001
 USER_ID = 1200000000000000002
@@ -77,4 +79,40 @@ def cookie_file(tmp_path: Path, emu: FlowEmulator) -> Path:
 @pytest.fixture
 async def bot(tmp_path: Path, emu: FlowEmulator, fd: FakeDiscord, cookie_file: Path) -> AsyncIterator[VeoBot]:
     async with running_bot(make_settings(tmp_path, emu, fd), fd) as running:
+        yield running
+
+
+# --- the same bot on Veo on Vertex AI ----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def vemu(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[VertexEmulator]:
+    for name in SDK_ENV:  # the SDK reads these: the tests use only what they pass
+        monkeypatch.delenv(name, raising=False)
+    async with VertexEmulator(polls_to_finish=2, video_size=48 * 1024) as emulator:
+        yield emulator
+
+
+def make_vertex_settings(tmp_path: Path, vemu: VertexEmulator, fd: FakeDiscord, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "discord_token": fd.token,
+        "discord_api_base": fd.api_base,
+        "discord_guild_id": fd.guild_id,
+        "veo_backend": "vertex",
+        "google_cloud_project": vemu.project,
+        "google_cloud_location": vemu.location,
+        "google_api_key": vemu.api_key,
+        "vertex_api_base": vemu.base_url,
+        "flow_cookie_file": tmp_path / "no-cookie.json",
+        "veo_data_dir": tmp_path / "data",
+        "veo_poll_interval": 0.02,
+        "veo_admin_user_ids": frozenset({ADMIN_ID}),
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+async def vbot(tmp_path: Path, vemu: VertexEmulator, fd: FakeDiscord) -> AsyncIterator[VeoBot]:
+    async with running_bot(make_vertex_settings(tmp_path, vemu, fd), fd) as running:
         yield running

@@ -6,84 +6,31 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
-import random
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from PIL import Image
 
-from bot.__main__ import backend_resources
 from bot.app import VeoBot
-from bot.backends.vertex import VertexBackend
-from bot.logs import Redactor
 from bot.settings import Settings
-from storage import Job, JobState, Store
-from tests.e2e.conftest import ADMIN_ID
-from tests.fakes.discord_server import FakeDiscord, Interaction, run_bot
+from storage import Job, JobState
+from tests.e2e.conftest import make_vertex_settings, running_bot
+from tests.fakes.discord_server import FakeDiscord, Interaction
 from tests.fakes.vertex_emulator import RecordedRequest, VertexEmulator
-from tests.vertex_helpers import SDK_ENV
 
 EPHEMERAL = 1 << 6
 
 
-@pytest.fixture
-async def vemu(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[VertexEmulator]:
-    for name in SDK_ENV:
-        monkeypatch.delenv(name, raising=False)
-    async with VertexEmulator(polls_to_finish=1, video_size=32 * 1024) as emulator:
-        yield emulator
-
-
 def vertex_settings(tmp_path: Path, vemu: VertexEmulator, fd: FakeDiscord, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "discord_token": fd.token,
-        "discord_api_base": fd.api_base,
-        "discord_guild_id": fd.guild_id,
-        "veo_backend": "vertex",
-        "google_cloud_project": vemu.project,
-        "google_api_key": vemu.api_key,
-        "vertex_api_base": vemu.base_url,
-        "flow_cookie_file": tmp_path / "no-cookie.json",
-        "veo_data_dir": tmp_path / "data",
-        "veo_poll_interval": 0.05,
-        "veo_admin_user_ids": frozenset({ADMIN_ID}),
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return make_vertex_settings(tmp_path, vemu, fd, **overrides)
 
 
-@contextlib.asynccontextmanager
-async def vertex_bot(settings: Settings, fd: FakeDiscord, vemu: VertexEmulator) -> AsyncIterator[VeoBot]:
-    """The bot as `python -m bot` builds it, except that Vertex operations are polled at once (not after 30 s)."""
-    settings.ensure_data_dir()
-    store = await Store.open(settings.database_path)
-    try:
-        async with backend_resources(settings, Redactor(), store=store) as res:
-            built = res.backends["vertex"]
-            if isinstance(built, VertexBackend):
-                await built.close()
-            fast = VertexBackend(
-                project=vemu.project,
-                location=vemu.location,
-                api_key=vemu.api_key,
-                base_url=vemu.base_url,
-                first_poll_after=0.0,
-                poll_interval=0.0,
-                http_timeout=10.0,
-                rng=random.Random(1),
-            )
-            res.backends["vertex"] = fast
-            try:
-                bot = VeoBot(settings=settings, http_session=res.http, store=store, resources=res)
-                async with run_bot(bot, fd):
-                    yield bot
-            finally:
-                await fast.close()
-    finally:
-        await store.close()
+def vertex_bot(
+    settings: Settings, fd: FakeDiscord, vemu: VertexEmulator
+) -> contextlib.AbstractAsyncContextManager[VeoBot]:
+    """The bot as `python -m bot` builds it, on Vertex AI (polled at VEO_POLL_INTERVAL's test cadence)."""
+    return running_bot(settings, fd)
 
 
 def picture(fmt: str = "PNG", size: tuple[int, int] = (48, 32), tint: int = 0) -> bytes:

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from storage import JobState
-from tests.e2e import creative_support
 from tests.e2e.conftest import USER_ID
 from tests.e2e.creative_support import (
     answer,
@@ -27,8 +26,6 @@ from tests.e2e.creative_support import (
 from tests.e2e.test_commands import snapshot
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.vertex_emulator import VertexEmulator
-
-vemu = creative_support.vemu  # fixture
 
 
 async def prompt(

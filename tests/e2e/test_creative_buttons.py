@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from storage import JobState
-from tests.e2e import creative_support
 from tests.e2e.conftest import ADMIN_ID, OTHER_ID, USER_ID
 from tests.e2e.creative_support import (
     answer,
@@ -24,8 +23,6 @@ from tests.e2e.creative_support import (
 from tests.e2e.test_commands import snapshot
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.vertex_emulator import VertexEmulator
-
-vemu = creative_support.vemu  # fixture
 
 
 async def first_result(bot: Any, fd: FakeDiscord, text: str, files: dict[str, Any], **options: Any) -> Any:
