@@ -238,10 +238,10 @@ async def test_quota_applies_to_each_button(tmp_path: Path, vemu: VertexEmulator
         before = await snapshot(bot)
         for action in ("retry", "extend"):
             _, r = await click(fd, f"veo:{action}:{src.id}")
-            assert r.ephemeral and "used your 1 videos" in r.content, r.content
+            assert r.ephemeral and "used all 1 of your videos" in r.content, r.content
         click_edit, _ = await click(fd, f"veo:edit:{src.id}")
         r = await answer(fd, await fd.submit_modal(click_edit, {"prompt": "again"}))
-        assert r.ephemeral and "used your 1 videos" in r.content
+        assert r.ephemeral and "used all 1 of your videos" in r.content
         assert await snapshot(bot) == before
         # an admin is not limited, and may use anyone's buttons
         _, r = await click(fd, f"veo:retry:{src.id}", ADMIN_ID)
