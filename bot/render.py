@@ -193,6 +193,8 @@ def overview(
     for job in jobs:
         position = positions.get(job.id)
         line = job_line(job, position=position, now=now, pause=pause)
+        opts, cost = job.options, cost_text(job)
+        line += f" · {mode_label(opts)} · {opts.duration} s · {opts.resolution}" + (f" · {cost}" if cost else "")
         if job.state is JobState.QUEUED:
             line += f" · waiting {duration(now - job.created_at)}"
         eta = estimate(job, position=position, typical=typical, concurrency=concurrency, now=now, pause=pause)

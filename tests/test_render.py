@@ -232,6 +232,8 @@ def test_mode_duration_resolution_and_cost_are_named_everywhere() -> None:
         for text in (render.status_message([j], now=NOW), render.result_message(j), render.details(j, now=NOW)):
             assert label in text and "6 s" in text and "1080p" in text and "$0.72" in text, text
         assert label in render.failure_message(j, "x")
+        overview = render.overview([j], positions={}, quota=QUOTA, typical=None, concurrency=1, now=NOW)
+        assert f"{label} · 6 s · 1080p · est. $0.72" in overview
     two = [job(id=1, cost=0.8, cost_unit="usd"), job(id=2, cost=0.8, cost_unit="usd")]
     assert "est. $0.80 each" in render.status_message(two, now=NOW)
     quiet = job(options=JobOptions(audio=False, negative_prompt="@everyone blur"))

@@ -105,6 +105,9 @@ async def test_retry_edit_and_details_keep_every_option(tmp_path: Path, vemu: Ve
         # /veo status with the job id shows the same
         status = await answer(fd, await fd.send_command("veo", "status", {"job": src.id}, user_id=USER_ID))
         assert "Mode: image" in status.content and "Cost: est. $1.60" in status.content
+        overview = await answer(fd, await fd.send_command("veo", "status", {}, user_id=USER_ID))
+        assert f"`#{src.id}` ✅ delivered" in overview.content
+        assert "image · 8 s · 1080p · est. $1.60" in overview.content
 
 
 async def test_extend_continues_the_stored_clip_until_the_limit(
