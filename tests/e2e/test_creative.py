@@ -173,3 +173,17 @@ async def test_an_image_gone_from_the_cdn_and_one_too_large(
         assert r.ephemeral and "The image is larger than 20 MB" in r.content
         assert await snapshot(bot) == before
         assert stored_inputs(bot) == []
+
+
+async def test_flow_refuses_images_before_any_download(bot: Any, fd: FakeDiscord) -> None:
+    """On Flow (text only) an image, a message-menu animation or lite is refused at once, nothing fetched."""
+    before = await snapshot(bot)
+    r = await prompt(fd, "from a picture", files={"image": ("a.png", picture(), "image/png")})
+    assert r.ephemeral and "Flow can only make videos from text here" in r.content
+    r = await prompt(fd, "cheap", model="lite")
+    assert r.ephemeral and "Flow has no `lite` model" in r.content
+    msg = fd.post_user_message("pic", attachments=[("p.png", picture(), "image/png")], user_id=USER_ID)
+    r = await answer(fd, await fd.send_message_command("Animate with Veo", msg.id, user_id=USER_ID))
+    assert r.ephemeral and r.kind == 4 and "Flow can only make videos from text here" in r.content
+    assert fd.downloads == [] and stored_inputs(bot) == []
+    assert await snapshot(bot) == before
