@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -29,6 +30,10 @@ from bot.logs import Redactor
 from bot.settings import ConfigError, Settings
 from bot.worker import PROJECT_KEY
 from storage import Store
+
+if TYPE_CHECKING:
+    from bot.app import VeoBot
+    from bot.http.server import HttpServer
 
 log = logging.getLogger("bot")
 
@@ -187,6 +192,27 @@ def point_discord_at(settings: Settings) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
 
 
+async def start_http(settings: Settings, store: Store, bot: VeoBot) -> HttpServer | None:
+    """The HTTP API in the bot's own event loop (one process, one store, one worker) when VEO_HTTP_PORT is set."""
+    if settings.veo_http_port is None:
+        return None
+    from bot.http.app import create_app
+    from bot.http.server import HttpServer
+
+    app = create_app(
+        store=store,
+        worker=bot.worker,
+        settings=settings,
+        backend=bot.backend,
+        metrics=bot.metrics,
+        discord_connected=lambda: bot.is_ready() and not bot.is_closed(),
+    )
+    server = HttpServer(app, settings.veo_http_host, settings.veo_http_port)
+    await server.start()
+    log.info("HTTP API listening on %s:%s", settings.veo_http_host, settings.veo_http_port)
+    return server
+
+
 async def run_bot(settings: Settings, redactor: Redactor) -> int:
     import discord
 
@@ -215,6 +241,7 @@ async def run_bot(settings: Settings, redactor: Redactor) -> int:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError):
                     loop.add_signal_handler(sig, stop)
+            server = await start_http(settings, store, bot)
             try:
                 async with bot:
                     await bot.start(token)
@@ -222,6 +249,9 @@ async def run_bot(settings: Settings, redactor: Redactor) -> int:
                 raise ConfigError("DISCORD_TOKEN was rejected by Discord; check the bot token") from None
             except discord.PrivilegedIntentsRequired:
                 raise ConfigError("Discord refused the gateway intents; check the bot's settings") from None
+            finally:
+                if server is not None:
+                    await server.stop()
     finally:
         await store.close()
     return 0
