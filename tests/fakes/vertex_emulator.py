@@ -165,9 +165,14 @@ class VertexEmulator:
         self._release.set()
         self._release = asyncio.Event()
 
-    def ending_for(self, prompt_contains: str, ending: Ending) -> None:
-        """Operations created from now on whose prompt contains the text end so; the first rule wins."""
-        self._rules.append((prompt_contains, ending))
+    def ending_for(self, prompt_contains: str, ending: Ending, *, first: bool = False) -> None:
+        """Operations created from now on whose prompt contains the text end so; the first rule wins
+        (``first``: put this rule before the others)."""
+        self._rules.insert(0 if first else len(self._rules), (prompt_contains, ending))
+
+    def forget_ending(self, prompt_contains: str) -> None:
+        """Drop the rules for this text (operations already created keep their ending)."""
+        self._rules = [(needle, e) for needle, e in self._rules if needle != prompt_contains]
 
     def set_ending(self, name: str, ending: Ending) -> None:
         """Change how an existing operation ends (a stuck one finishes, a bad download becomes good)."""
