@@ -347,3 +347,12 @@ async def test_budget_hold_lifts_by_itself_in_the_next_month(
         resumed = [(e.detail, e.actor_id) for e in await bot.store.events() if e.kind == "queue_resumed"]
     assert resumed == [("budget", None)]
     assert len(fd.dm_messages(ADMIN_ID)) == 1
+
+
+async def test_admin_pause_on_vertex_speaks_of_vertex_not_flow(vbot: VeoBot, fd: FakeDiscord) -> None:
+    paused = await admin(fd, "pause")
+    assert paused.ephemeral and "Queue paused" in paused.content
+    assert "Flow" not in paused.content and "Google Cloud" in paused.content, paused.content
+    (cmd,) = [c for c in fd.commands[str(fd.guild_id)] if c["name"] == "veo-admin"]
+    descriptions = {o["name"]: o["description"] for o in cmd["options"]}
+    assert "Flow" not in descriptions["pause"], descriptions["pause"]
