@@ -1,8 +1,9 @@
 """Posting results to Discord: the `Delivery` the worker hands finished jobs to.
 
 Everything goes out with the bot token to the job's channel (interaction tokens die after 15 minutes).
-Posts carry the job's stored nonce with `enforce_nonce`, so Discord itself drops a repeat after a crash,
-and a visible marker (`veo job N`) that recovery looks for once the nonce window has passed.
+Posts carry the job's stored nonce with `enforce_nonce`, so Discord itself drops a repeat after a crash.
+Once the nonce window has passed, recovery recognises our post by its author (the bot) and the job's button
+custom_ids, never by the visible marker (`veo job N`), which a quoted prompt can contain.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,16 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 STATUS_EDIT_INTERVAL = 10.0
 #: How far before the recorded start of a post the marker search begins (clock skew, rounding).
 SEARCH_SLACK = 60.0
+
+
+def _custom_ids(components: Sequence[object]) -> set[str]:
+    """Every custom_id in a message's components, action rows included."""
+    found: set[str] = set()
+    for component in components:
+        if isinstance(cid := getattr(component, "custom_id", None), str):
+            found.add(cid)
+        found |= _custom_ids(getattr(component, "children", ()))
+    return found
 
 
 def only_user(user_id: int) -> discord.AllowedMentions:
@@ -133,21 +144,40 @@ class DiscordDelivery:
         except (aiohttp.ClientError, OSError, TimeoutError) as err:
             raise DeliveryFailed(f"network error: {type(err).__name__}", permanent=False) from err
 
+    def _own_ids(self, job: Job) -> frozenset[str]:
+        """The custom_ids of the buttons our result or notice post of this job carries."""
+        view = self.views(job)
+        if view is None:
+            return frozenset()
+        return frozenset(cid for item in view.children if isinstance(cid := getattr(item, "custom_id", None), str))
+
     async def find_posted(self, job: Job) -> int | None:
         """Our post of this job since its posting began, if any; DeliveryFailed when history cannot be read.
 
         The search is complete, not "recent": every message after the post began (less a minute of clock skew),
         however many others were posted since. Not knowing must not read as "not posted" (a second post).
+
+        A post is ours by what no user can write: authored by the bot and carrying this job's result buttons
+        (custom_ids `veo:retry:N` / `veo:details:N`). The visible marker is no proof: prompts are quoted in the
+        bot's own messages (status messages, other results), so `veo job N` can be anyone's text. The stored
+        nonce is no proof either: Discord echoes it on create, but history does not reliably return it.
         """
         me = self.client.user
-        mark = re.compile(rf"\b{re.escape(render.marker(job))}(?!\d)")
+        if me is None:
+            raise DeliveryFailed("history unreadable: not logged in yet", permanent=False)
+        ids = self._own_ids(job)
+        # Without buttons (a delivery built with no views) only the marker line is left: our own line, which a
+        # quoted prompt cannot produce (render quotes a prompt on one `> ` line, markdown escaped).
+        line = re.compile(rf"^-# {re.escape(render.marker(job))}$", re.MULTILINE)
         started = job.delivering_at if job.state is JobState.DELIVERING else job.notice_at
         since = (started if started is not None else job.created_at) - SEARCH_SLACK
         after = discord.Object(discord.utils.time_snowflake(datetime.fromtimestamp(max(since, 0), UTC)))
         channel = self.client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         try:
             async for message in channel.history(limit=None, after=after, oldest_first=True):
-                if (me is None or message.author.id == me.id) and mark.search(message.content):
+                if message.author.id != me.id:
+                    continue
+                if (ids & _custom_ids(message.components)) if ids else line.search(message.content):
                     return message.id
         except discord.HTTPException as err:
             raise DeliveryFailed(f"history unreadable: Discord answered {err.status}", permanent=False) from err

@@ -48,9 +48,7 @@ def failure_text(kind: str | None, reason: str | None = None, *, backend: str = 
             return f"Google's safety filter removed this video; you were not charged{code}. Try rewording the prompt."
         case "blocked":
             code = f" (support code {reason})" if reason and reason.isdigit() else ""
-            return (
-                f"The prompt was blocked by Google's usage guidelines{code}. It was not charged; try rewording it."
-            )
+            return f"The prompt was blocked by Google's usage guidelines{code}. It was not charged; try rewording it."
         case "content_filter":
             return (
                 f"Flow blocked this video: it was stopped by {filter_name(reason)}. "
@@ -158,6 +156,8 @@ def flow_error_text(err: BaseException) -> str:
             return f"Flow rejected the prompt ({filter_name(err.filter_kind)})."
         case fe.BadResponse():
             return "Flow answered in a way the bot does not understand (its API may have changed)."
+        case fe.SessionUnreachable():
+            return "Flow's sign-in service is not answering right now. Please try again in a few minutes."
         case fe.UpstreamUnavailable():
             return "Flow is not answering right now. Please try again in a few minutes."
         case _:
@@ -173,6 +173,7 @@ PAUSE_REASONS: dict[str, str] = {
     "admin": "An admin paused the queue.",
     "cookies": "Flow's session cookies have expired; an admin must re-export them (`/veo-admin reload`).",
     "verification": "Flow asked for a human verification; an admin must complete it in a browser.",
+    "flow_outage": "Flow's sign-in service is not answering; the queue resumes by itself when it answers again.",
     "credits": "The team's Flow account is out of credits.",
     "api_changed": "Flow's API changed in a way the bot does not understand; an admin has been told.",
     "migrated": "The team's Flow account moved to flow.google.com, which the bot cannot use; an admin has been told.",
@@ -196,6 +197,11 @@ ADMIN_ALERTS: dict[str, str] = {
         "The bot never works around it: open Flow in a browser with the team account, complete any check, "
         "then run `/veo-admin resume`."
     ),
+    "flow_outage": (
+        "Flow's sign-in service (labs.google) has not answered for a while and the access token has expired, "
+        "so the queue is paused and jobs wait. This is an outage on Flow's side, not expired cookies: nothing "
+        "to re-export. The queue resumes by itself as soon as Flow answers again."
+    ),
     "credits": (
         "The team's Flow account is out of credits, so the queue is paused. Run `/veo-admin resume` when topped up."
     ),
@@ -218,3 +224,32 @@ ADMIN_ALERTS: dict[str, str] = {
         "queued). It resumes on the 1st (UTC), or now with `/veo-admin resume`."
     ),
 }
+
+
+def _videos(n: int) -> str:
+    return f"{n} video" if n == 1 else f"{n} videos"
+
+
+def quota_refusal_text(asked: int, *, remaining: int, limit: int, resets_at: float | None) -> str:
+    """The daily quota has no room for `asked`: what was asked, what is left, when more frees up, what works."""
+    when = f"the next one frees up <t:{int(resets_at)}:R>" if resets_at else "they free up within 24 hours"
+    if limit <= 0:
+        return "Your quota is 0 videos per 24 hours, so none can be started. Ask an admin if you need some."
+    if remaining <= 0:
+        return f"You have used all {limit} of your videos for the last 24 hours; {when}."
+    return (
+        f"You asked for {_videos(asked)} but have {remaining} left for the last 24 hours ({when}); "
+        f"try count {remaining}."
+    )
+
+
+def active_refusal_text(asked: int, *, active: int, max_active: int) -> str:
+    """The active limit refuses a request while the user's own jobs are in progress; say what would work."""
+    head = f"You asked for {_videos(asked)} but already have {active} in progress"
+    room = max_active - active
+    if room > 0:
+        return f"{head}, and at most {max_active} can be in progress at once; try count {room}."
+    return (
+        f"{head}, and new requests wait until fewer than {max_active} are. "
+        "Wait for one to finish, or cancel one with `/veo cancel`."
+    )

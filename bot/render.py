@@ -14,7 +14,7 @@ from storage import Job, JobState, QuotaStatus
 PROMPT_PREVIEW = 300
 #: Discord's limit on message content.
 MAX_CONTENT = 2000
-#: Recovery after a long outage looks for this marker among the bot's recent messages.
+#: A visible tag for readers and tests; recovery does not trust it (a quoted prompt can contain it).
 MARKER = "veo job {id}"
 
 _STATE_LABELS: dict[JobState, str] = {
@@ -150,8 +150,9 @@ def overview(
     pause: str | None = None,
     now: float | None = None,
     queued: int | None = None,
+    spend: float | None = None,
 ) -> str:
-    """The `/veo status` answer: the user's jobs, the queue, an estimate and the quota."""
+    """The `/veo status` answer: the user's jobs, the queue, an estimate, the quota and (Vertex AI) the spend."""
     now = time.time() if now is None else now
     lines = ["**Your Veo jobs**"]
     if not jobs:
@@ -170,6 +171,8 @@ def overview(
     if typical is not None:
         footer.append(f"A video takes about {duration(typical)} once started.")
     footer.append(quota_line(quota))
+    if spend is not None:
+        footer.append(f"Your estimated spend this month: ${spend:.2f}.")
     # the queue and quota lines matter most: keep them whole, shorten the job list instead
     room = MAX_CONTENT - len("\n".join(footer)) - 1
     return fit(lines, room) + "\n" + "\n".join(footer)

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     veo_admin_role_ids: IdList = frozenset()
     veo_admin_channel_id: int | None = None
     veo_media_retention_days: float = Field(7.0, ge=0)
+    veo_http_port: int | None = Field(None, ge=1, le=65535)
+    veo_http_host: str = Field("127.0.0.1", min_length=1)
     veo_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     veo_log_format: Literal["text", "json"] = "text"
 
@@ -132,7 +134,7 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("discord_guild_id", "veo_admin_channel_id", mode="before")
+    @field_validator("discord_guild_id", "veo_admin_channel_id", "veo_http_port", mode="before")
     @classmethod
     def _empty_id_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from discord.ext import commands, tasks
 
-from bot.backends.flow import errors as fe
+from bot import upkeep
 
 if TYPE_CHECKING:
     from bot.app import VeoBot
@@ -29,9 +28,10 @@ class Jobs(commands.Cog):
     async def cog_load(self) -> None:
         self._starter = self.bot.spawn(self._start_when_ready(), "veo-worker-start")
         if self.bot.credentials is not None:
-            self._refresher = self.bot.spawn(
-                self.bot.credentials.run(on_error=self._credentials_failed), "veo-refresh"
+            refresher = self.bot.credentials.run(
+                on_error=self._credentials_failed, on_recovered=self._credentials_recovered
             )
+            self._refresher = self.bot.spawn(refresher, "veo-refresh")
         self.prune_media.start()
 
     async def cog_unload(self) -> None:
@@ -50,43 +50,30 @@ class Jobs(commands.Cog):
         self.bot.worker.start()
 
     async def _lift_stale_cookie_hold(self) -> None:
-        """A hold for dead cookies survives restarts; if the (maybe replaced) cookie file works now, lift it."""
-        if await self.bot.worker.paused() != "cookies" or self.bot.credentials is None:
-            return
-        try:
-            await self.bot.credentials.refresh(force=True)
-        except fe.FlowError as err:
-            log.warning("queue stays on hold: the cookies still do not work (%s)", type(err).__name__)
-            return
-        await self.bot.worker.resume()
+        await upkeep.lift_stale_hold(self.bot.worker, self.bot.credentials)
 
     async def _credentials_failed(self, err: Exception) -> None:
-        reason = "verification" if isinstance(err, fe.VerificationRequired) else "cookies"
-        await self.bot.worker.pause(reason)
+        await upkeep.credentials_failed(self.bot.worker, err)
+
+    async def _credentials_recovered(self) -> None:
+        await upkeep.credentials_recovered(self.bot.worker)
 
     @tasks.loop(hours=1)
     async def prune_media(self) -> None:
-        """Delete delivered media files older than VEO_MEDIA_RETENTION_DAYS."""
+        """Delete delivered media files older than VEO_MEDIA_RETENTION_DAYS, and stale partial downloads."""
         try:
             removed = await prune_media(self.bot)
         except Exception:
             log.exception("media pruning failed; retrying next hour")
             return
         if removed:
-            log.info("pruned %d delivered media file(s)", removed)
+            log.info("pruned %d media file(s)", removed)
 
 
 async def prune_media(bot: VeoBot) -> int:
-    """Delete delivered media files older than VEO_MEDIA_RETENTION_DAYS; returns how many."""
-    older_than = bot.settings.veo_media_retention_days * 86400
-    removed = 0
-    for job in await bot.store.media_to_prune(older_than):
-        if job.file_path:
-            with contextlib.suppress(FileNotFoundError):
-                await asyncio.to_thread(Path(job.file_path).unlink)
-                removed += 1
-            await bot.store.update_job(job.id, file_path=None)
-    return removed
+    """Delete delivered media older than VEO_MEDIA_RETENTION_DAYS and stale partial downloads; returns how many."""
+    settings = bot.settings
+    return await upkeep.prune_media(bot.store, settings.media_dir, settings.veo_media_retention_days)
 
 
 async def setup(bot: VeoBot) -> None:

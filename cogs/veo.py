@@ -7,6 +7,8 @@ Flow call: the worker picks the jobs up from the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import random
 import re
 import statistics
@@ -21,12 +23,14 @@ from bot import render
 from bot.backends.base import GenerationRequest
 from bot.backends.errors import NotSupported
 from bot.errors import UserFacingError
-from bot.messages import pause_text
-from bot.worker import PAUSE_KEY
+from bot.messages import active_refusal_text, pause_text, quota_refusal_text
+from bot.worker import PAUSE_KEY, month_of
 from storage import ActiveLimitReached, Job, JobState, QuotaExceeded
 
 if TYPE_CHECKING:
     from bot.app import VeoBot
+
+log = logging.getLogger(__name__)
 
 SEED_MAX = 2_147_483_647
 FOREIGN_CLICK = "Only the person who asked for this video, or an admin, can use its buttons. Nothing was changed."
@@ -75,12 +79,10 @@ def seeds_for(seed: int | None, count: int) -> list[int]:
 def quota_refusal(err: QuotaExceeded | ActiveLimitReached) -> str:
     status = err.status
     if isinstance(err, ActiveLimitReached):
-        return (
-            f"You already have {status.active} videos in progress (the limit is {status.max_active}). "
-            "Wait for one to finish, or cancel one with `/veo cancel`."
-        )
-    when = f" <t:{int(status.resets_at)}:R>" if status.resets_at else " within 24 hours"
-    return f"You have used your {status.limit} videos for the last 24 hours. The next one frees up{when}."
+        return active_refusal_text(err.requested, active=status.active, max_active=status.max_active or 0)
+    return quota_refusal_text(
+        err.requested, remaining=status.remaining or 0, limit=status.limit or 0, resets_at=status.resets_at
+    )
 
 
 async def create_jobs(
@@ -135,7 +137,12 @@ async def queue_and_announce(
     deferred = not done
     if deferred:
         # Private "thinking…": a refusal can still be private; a success is posted to the channel.
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+        except discord.HTTPException as err:  # expired (10062): the user saw nothing
+            with contextlib.suppress(UserFacingError):
+                await withdraw(bot, interaction, (await creating)[0], err)
+            return
     try:
         jobs, positions = await creating
     except UserFacingError as refusal:
@@ -148,14 +155,48 @@ async def queue_and_announce(
     mentions = discord.AllowedMentions.none()
     if deferred:
         channel = bot.get_partial_messageable(interaction.channel_id or 0, guild_id=interaction.guild_id)
-        message = await channel.send(content, view=view, allowed_mentions=mentions)
+        try:
+            message = await channel.send(content, view=view, allowed_mentions=mentions)
+        except discord.HTTPException as err:  # no permission to send here (50013): results could not be either
+            await withdraw(bot, interaction, jobs, err)
+            raise UserFacingError(unpostable_text(err.status)) from None
         message_id = message.id
         await interaction.edit_original_response(content=f"Queued: {message.jump_url}")
     else:
-        response = await interaction.response.send_message(content, view=view, allowed_mentions=mentions)
+        try:
+            response = await interaction.response.send_message(content, view=view, allowed_mentions=mentions)
+        except discord.HTTPException as err:  # expired (10062): the user saw nothing
+            await withdraw(bot, interaction, jobs, err)
+            return
         message_id = response.message_id or (await interaction.original_response()).id
     await bot.store.set_status_message([job.id for job in jobs], message_id)
     bot.worker.wake()
+
+
+async def withdraw(bot: VeoBot, interaction: discord.Interaction, jobs: list[Job], err: discord.HTTPException) -> None:
+    """Cancel jobs whose announcement Discord refused: no notice, quota returned, nothing left to retry into.
+
+    Only on an answer from Discord (nothing was shown); a network error may hide an answer that landed.
+    """
+    log.warning(
+        "withdrawing job(s) %s: their announcement was refused (%s, code %s)",
+        ", ".join(f"#{j.id}" for j in jobs),
+        err.status,
+        err.code,
+    )
+    for job in jobs:
+        for _ in range(3):  # the worker may move the job on between our read and the cancel
+            fresh = await bot.store.get_job(job.id)
+            if fresh is None or fresh.terminal or await bot.worker.cancel(fresh, actor_id=interaction.user.id):
+                break
+
+
+def unpostable_text(status: int) -> str:
+    return (
+        f"I could not post the status message in this channel (Discord answered {status}; the bot may lack "
+        "permission to send messages here), so the videos could not be posted here either. Nothing was queued "
+        "and nothing counts against your quota."
+    )
 
 
 async def owned_job(bot: VeoBot, interaction: discord.Interaction, job_id: int, *, refusal: str | None = None) -> Job:
@@ -308,6 +349,9 @@ class Veo(commands.GroupCog, group_name="veo", group_description="Generate video
             unlimited=is_admin(self.bot, interaction.user),
         )
         paused = await store.kv_get(PAUSE_KEY)
+        spend = None
+        if self.bot.backend.name == "vertex":
+            spend = await store.spend("usd", month_of(self.bot.worker.wall())[1], user_id=interaction.user.id)
         text = render.overview(
             view.jobs,
             positions=view.positions,
@@ -316,6 +360,7 @@ class Veo(commands.GroupCog, group_name="veo", group_description="Generate video
             typical=statistics.median(view.durations) if view.durations else None,
             concurrency=self.bot.backend.max_concurrent,
             pause=paused,
+            spend=spend,
         )
         await interaction.response.send_message(text, ephemeral=True)
 

@@ -32,7 +32,8 @@ A crash at any point, and what the restarted bot finds in ``unfinished_jobs()``:
     post landed, Discord returns that message instead of creating a second one; then do step 3.
   - ``SEARCH_THEN_POST`` (the window may have passed): list the bot's own messages in ``channel_id`` created
     after ``delivering_at`` minus a minute (a snowflake ``after=`` bound makes the search complete rather
-    than "recent"). If one carries the job's marker, do step 3 with its id. Otherwise call
+    than "recent"). If one is the bot's post of this job (recognised by something a user cannot write: the
+    job's button custom_ids, see bot/delivery.py), do step 3 with its id. Otherwise call
     ``renew_delivery(id)`` *before* posting (so a crash during this re-post is covered by the nonce again),
     post with the stored nonce, and do step 3.
 * after step 3 commits: the job is ``delivered`` and is never posted again.
@@ -41,7 +42,8 @@ Exactly-once notice of a failure
 --------------------------------
 Terminal jobs without a video (failed, cancelled, timed out) owe their requester one notice. The same three
 steps use their own columns: ``begin_notice(id, new_nonce())`` keeps ``notice_nonce`` and stamps
-``notice_at`` before the post; the post carries the marker; ``finish_notice(id, message_id)`` stamps
+``notice_at`` before the first post (a retry keeps both; only ``renew=True``, after a search found nothing,
+restarts the window); the post carries the marker; ``finish_notice(id, message_id)`` stamps
 ``notified_at``. ``jobs_needing_notice()`` lists the jobs still owed one, and
 ``recovery_action(job.notice_at, now)`` chooses between a same-nonce repost and a search. A notice the bot
 decides not to post (say the user cancelled and was answered in the interaction) is closed with
@@ -50,8 +52,10 @@ decides not to post (say the user cancelled and was answered in the interaction)
 Quotas and fairness
 -------------------
 A job counts against its user's rolling 24 h quota from ``created_at`` unless it ended failed, cancelled or
-timed out (Flow does not charge those). Unfinished jobs count against the active limit. ``create_jobs``
-checks and inserts inside one ``BEGIN IMMEDIATE`` transaction, so concurrent requests over any number of
+timed out (Flow does not charge those). Unfinished jobs count against the active limit: a request is refused
+when the user already has jobs in progress and they plus the request would exceed it, while one request of
+any offered size is accepted from a user with nothing in progress (count goes up to 4, the limit defaults to 2).
+``create_jobs`` checks and inserts inside one ``BEGIN IMMEDIATE`` transaction, so concurrent requests over any number of
 connections never overshoot. The queue is served round-robin across users and FIFO within a user: a queued
 job's turn is its place in its user's queue plus the number of that user's jobs already holding a Flow slot;
 jobs are taken by turn, then id.
@@ -472,7 +476,9 @@ class Store:
         if not request.unlimited:
             if status.remaining is not None and wanted > status.remaining:
                 raise QuotaExceeded(status, wanted)
-            if status.max_active is not None and status.active + wanted > status.max_active:
+            # The active limit holds back a user whose jobs are in progress; it never refuses a whole request
+            # (count up to 4 against a default limit of 2) from a user with nothing in progress.
+            if status.max_active is not None and status.active > 0 and status.active + wanted > status.max_active:
                 raise ActiveLimitReached(status, wanted)
         ids: list[int] = []
         for seed in request.seeds:
@@ -588,16 +594,23 @@ class Store:
             )
         return _job(row) if row is not None else None
 
-    async def begin_notice(self, job_id: int, nonce: str) -> Job | None:
-        """Keep the notice nonce (an existing one wins) and stamp notice_at before posting the notice."""
+    async def begin_notice(self, job_id: int, nonce: str, *, renew: bool = False) -> Job | None:
+        """Keep the notice nonce and the start of its window before posting the notice (existing ones win).
+
+        A retry must not restart the window: `notice_at` is when the first post may have landed, which is what
+        tells a same-nonce repost (Discord still deduplicates) from a search. Only `renew`, after a search found
+        nothing, restarts it, just before the re-post (as `renew_delivery` does for videos).
+        """
         _check_fields({"notice_nonce": nonce})
+        stamp = "?" if renew else "COALESCE(notice_at, ?)"
         async with self._lock:
             now = self._clock()
             row = await self._one(
                 self._require(),
                 _sql(
-                    "UPDATE jobs SET notice_nonce = COALESCE(notice_nonce, ?), notice_at = ?, updated_at = ?"
-                    " WHERE id = ? AND notified_at IS NULL AND state IN ({unsuccessful}) RETURNING {cols}"
+                    "UPDATE jobs SET notice_nonce = COALESCE(notice_nonce, ?), notice_at = {stamp}, updated_at = ?"
+                    " WHERE id = ? AND notified_at IS NULL AND state IN ({unsuccessful}) RETURNING {cols}",
+                    stamp=stamp,
                 ),
                 (nonce, now, now, job_id),
             )

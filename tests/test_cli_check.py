@@ -102,3 +102,34 @@ async def test_check_without_authorization_entry(tmp_path: Path) -> None:
     assert "authorization" in err
     assert err.strip().count("\n") == 0
     assert not emu.calls("session")
+
+
+MIGRATED_SENTENCE = (
+    "This Flow account moved to flow.google.com, which the bot cannot drive; "
+    "use the Vertex AI backend (set GOOGLE_CLOUD_PROJECT)"
+)
+
+
+async def test_check_on_a_migrated_account_says_so_in_one_line(tmp_path: Path) -> None:
+    async with FlowEmulator() as emu:
+        emu.write_cookie_file(tmp_path / "cookie.json")
+        emu.migrate_account()
+        code, out, err = await check(tmp_path, emu)
+    assert code == 1
+    (line,) = [line for line in err.splitlines() if line.startswith("check failed")]
+    assert MIGRATED_SENTENCE in line and "(AccountMigrated)" in line
+    assert "Traceback" not in err and "ok:" not in out
+    assert len(emu.calls("session")) == 1 and len(emu.calls("tools")) == 1  # asked once, never retried
+    assert not emu.calls("credits")
+
+
+@pytest.mark.parametrize("sign_in_redirect", [False, True], ids=["tool_page", "sign_in_redirect"])
+async def test_check_on_expired_cookies_is_not_called_migrated(tmp_path: Path, sign_in_redirect: bool) -> None:
+    async with FlowEmulator() as emu:
+        emu.write_cookie_file(tmp_path / "cookie.json")
+        emu.kill_session()
+        emu.tool_page_signs_in = sign_in_redirect
+        code, _out, err = await check(tmp_path, emu)
+    assert code == 1
+    assert "cookies have expired" in err and "flow.google.com" not in err
+    assert len(emu.calls("tools")) == 1

@@ -30,7 +30,7 @@ from bot.backends.flow.errors import (
     CookiesExpired,
     FlowError,
     RateLimited,
-    UpstreamUnavailable,
+    SessionUnreachable,
 )
 from bot.backends.flow.redact import mask_email
 from tests.fakes.flow_emulator import Fault, FlowEmulator
@@ -669,8 +669,8 @@ async def test_wrong_session_cookie_is_cookies_expired(make_creds: MakeCreds, en
 @pytest.mark.parametrize(
     ("mode", "status", "error", "retryable"),
     [
-        ("ok", 500, UpstreamUnavailable, True),
-        ("ok", 503, UpstreamUnavailable, True),
+        ("ok", 500, SessionUnreachable, True),
+        ("ok", 503, SessionUnreachable, True),
         ("ok", 429, RateLimited, True),
         ("garbage", 200, BadResponse, False),
         ("bad_expires", 200, BadResponse, False),
@@ -698,19 +698,19 @@ async def test_refresh_failures_are_classified(
         assert caught.value.field_path == "expires"  # type: ignore[attr-defined]
 
 
-async def test_refresh_timeout_is_upstream_unavailable(make_creds: MakeCreds, endpoint: SessionEndpoint) -> None:
+async def test_refresh_timeout_is_session_unreachable(make_creds: MakeCreds, endpoint: SessionEndpoint) -> None:
     creds = await make_creds(request_timeout=0.2)
     endpoint.mode = "hang"
-    with pytest.raises(UpstreamUnavailable, match="timed out"):
+    with pytest.raises(SessionUnreachable, match="timed out"):
         await creds.refresh()
 
 
-async def test_refresh_connection_refused_is_upstream_unavailable(make_creds: MakeCreds, cookie_path: Path) -> None:
+async def test_refresh_connection_refused_is_session_unreachable(make_creds: MakeCreds, cookie_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     creds = await make_creds(labs_base=f"http://127.0.0.1:{port}")
-    with pytest.raises(UpstreamUnavailable, match="could not reach"):
+    with pytest.raises(SessionUnreachable, match="could not reach"):
         await creds.refresh()
 
 
@@ -799,7 +799,7 @@ async def test_bearer_keeps_a_valid_token_when_refresh_fails_inside_the_margin(
     assert await creds.bearer() == "ya29.FRESH-2-c2VjcmV0LXRva2Vu"
     clock.now = creds.expires_at + 1  # type: ignore[operator]
     endpoint.status = 503
-    with pytest.raises(UpstreamUnavailable):  # an expired token is not handed out
+    with pytest.raises(SessionUnreachable):  # an expired token is not handed out
         await creds.bearer()
 
 
@@ -1065,7 +1065,7 @@ async def test_replace_with_a_bad_export_changes_nothing(
     if failure == "malformed":
         data, expected = b'{"authorization": "Bearer x"}', CookieFileError
     elif failure == "upstream_down":
-        endpoint.status, expected = 502, UpstreamUnavailable
+        endpoint.status, expected = 502, SessionUnreachable
     elif failure == "unwritable":
         endpoint.accepted.add("UPLOADED-SESSION")
         expected = CookieFileError
@@ -1244,8 +1244,8 @@ async def test_emulator_rotated_cookie_chunked_to_whole_is_kept_and_used(
         ("fault_empty_session", CookiesExpired),
         ("fault_html", CookiesExpired),
         ("fault_401", CookiesExpired),
-        ("fault_server_error", UpstreamUnavailable),
-        ("fault_disconnect", UpstreamUnavailable),
+        ("fault_server_error", SessionUnreachable),
+        ("fault_disconnect", SessionUnreachable),
         ("fault_rate_limited", RateLimited),
         ("fault_malformed", BadResponse),
     ],
@@ -1294,7 +1294,7 @@ async def test_emulator_hung_session_times_out(
     emu.write_cookie_file(path)
     creds = await _emu_creds(emu, http, path, clock, request_timeout=0.2)
     emu.inject("session", Fault.hang())
-    with pytest.raises(UpstreamUnavailable, match="timed out"):
+    with pytest.raises(SessionUnreachable, match="timed out"):
         await creds.refresh()
 
 

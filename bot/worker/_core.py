@@ -94,6 +94,7 @@ class Worker(SubmitMixin, PollMixin, DeliverMixin):
         self._download_slots = asyncio.Semaphore(3)
         self._next_poll = 0.0
         self._next_probe = 0.0
+        self._held_since: float | None = None
         self._submit_not_before = 0.0
         self._crashes: dict[int, int] = {}
         self._retry_at: dict[int, float] = {}
@@ -218,6 +219,8 @@ class Worker(SubmitMixin, PollMixin, DeliverMixin):
             if current == reason or (current and reason != "admin"):
                 return False
             self._next_probe = self.clock() + HOLD_PROBE_INTERVAL  # before the hold is visible to a tick
+            if reason in CREDENTIAL_HOLDS:
+                self._held_since = self.clock()
             await self.store.kv_set(PAUSE_KEY, reason)
             await self.store.kv_set(PAUSE_DETAIL_KEY, detail)
         await self.store.log_event("queue_paused", actor_id=actor_id, detail=reason)
@@ -237,6 +240,12 @@ class Worker(SubmitMixin, PollMixin, DeliverMixin):
             return False
         await self.store.kv_set(PAUSE_KEY, None)
         await self.store.kv_set(PAUSE_DETAIL_KEY, None)
+        if reason in CREDENTIAL_HOLDS and self._held_since is not None:
+            # Its jobs were not polled meanwhile: that time does not count against their timeouts.
+            held = self.clock() - self._held_since
+            for job_id in self._deadlines:
+                self._deadlines[job_id] += held
+        self._held_since = None
         if reason == "budget" and actor_id is not None:
             # An admin lifted the budget hold: do not re-apply the budget for the rest of this month.
             await self.store.kv_set(BUDGET_OVERRIDE_KEY, month_of(self.wall())[0])

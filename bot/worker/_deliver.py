@@ -160,15 +160,19 @@ class DeliverMixin:
             return
         jlog = job_logger(log, job.id)
         try:
-            if (
+            # Fresh: a retry's notice_at is the first attempt's (kept by begin_notice), whatever `job` says.
+            job = await self.store.get_job(job.id) or job
+            searched = (
                 job.notice_at is not None
                 and recovery_action(job.notice_at, self.wall()) is RecoveryAction.SEARCH_THEN_POST
-            ):
+            )
+            if searched:
                 found = await self.delivery.find_posted(job)
                 if found is not None:
                     await self.store.finish_notice(job.id, found)
+                    self._forget(job.id)
                     return
-            started = await self.store.begin_notice(job.id, new_nonce())
+            started = await self.store.begin_notice(job.id, new_nonce(), renew=searched)
             if started is None:
                 return
             text = failure_text(job.error_kind, job.error_message, backend=job.backend or self.default_backend)

@@ -43,9 +43,7 @@ class PollMixin:
             by_backend.setdefault(job.backend or "flow", []).append(job)
         held = await self.paused()
         blocked = CREDENTIAL_HOLDS.get(held or "")
-        await asyncio.gather(
-            *(self._poll_backend(name, jobs) for name, jobs in by_backend.items() if name != blocked)
-        )
+        await asyncio.gather(*(self._poll_backend(name, jobs) for name, jobs in by_backend.items() if name != blocked))
 
     async def _poll_backend(self: Worker, name: str, jobs: list[Job]) -> None:
         backend = self.backends.get(name)

@@ -30,7 +30,12 @@ BUDGET_HOLD_KEY = "budget_hold_month"
 
 #: Holds that mean "this backend's credentials do not work": its jobs are not polled (so they cannot time out)
 #: and a free check probes for the fix.
-CREDENTIAL_HOLDS: dict[str, str] = {"cookies": "flow", "migrated": "flow", "vertex_auth": "vertex"}
+CREDENTIAL_HOLDS: dict[str, str] = {
+    "cookies": "flow",
+    "migrated": "flow",
+    "flow_outage": "flow",
+    "vertex_auth": "vertex",
+}
 
 
 class DeliveryFailed(Exception):

@@ -44,6 +44,6 @@ async def test_slow_store_refusal_stays_private(
         assert cb["type"] == 5
         assert cb["data"]["flags"] & EPHEMERAL
         await fd.wait_until(lambda: i.original_edits, what="the refusal")
-        assert "used your 0 videos" in i.original_edits[-1]["content"]
+        assert "Your quota is 0 videos" in i.original_edits[-1]["content"]
         assert not [m for m in fd.messages if m.channel_id == fd.channel_id]
         assert (await bot.store.stats())["total"] == 0

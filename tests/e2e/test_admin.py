@@ -225,7 +225,7 @@ async def test_quota_override(tmp_path: Path, emu: FlowEmulator, fd: FakeDiscord
         assert await bot.store.get_quota_override(OTHER_ID) == 1
         assert not (await prompt(fd, "one", user_id=OTHER_ID)).ephemeral
         refused = await prompt(fd, "two", user_id=OTHER_ID)
-        assert refused.ephemeral and "used your 1 videos" in refused.content
+        assert refused.ephemeral and "used all 1 of your videos" in refused.content
         status = await command(fd, "status", user_id=OTHER_ID)
         assert "0 of 1 videos left" in status.content
         r = await admin(fd, "quota", {"user": OTHER_ID, "daily": -1})

@@ -78,7 +78,7 @@ async def test_retry_and_details_on_a_result(
         # quotas apply to Retry: 2 of 2 used now
         before = await snapshot(bot)
         refused = await click(fd, f"veo:retry:{job_id}", USER_ID)
-        assert refused.ephemeral and "used your 2 videos" in refused.content and "<t:" in refused.content
+        assert refused.ephemeral and "used all 2 of your videos" in refused.content and "<t:" in refused.content
         assert await snapshot(bot) == before
         # an admin may act on anyone's result
         a = await click(fd, f"veo:details:{job_id}", ADMIN_ID)

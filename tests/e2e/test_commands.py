@@ -149,7 +149,7 @@ async def test_daily_quota_refusal_says_when_it_resets(
         before = await snapshot(bot)
         r = await prompt(fd, "another windmill")
         assert r.ephemeral
-        assert "used your 1 videos" in r.content
+        assert "used all 1 of your videos" in r.content
         assert f"<t:{int(job.created_at + 86400)}:R>" in r.content
         stats, events, paused = await snapshot(bot)
         assert stats["total"] == before[0]["total"] and paused is None
@@ -167,11 +167,45 @@ async def test_active_limit_refusal(tmp_path: Path, emu: FlowEmulator, fd: FakeD
         before = (await bot.store.stats())["total"]
         r = await prompt(fd, "a second river")
         assert r.ephemeral
-        assert "1 videos in progress (the limit is 1)" in r.content and "/veo cancel" in r.content
-        # count=2 when 1 is allowed is refused as a whole too, for another user with nothing running
-        r2 = await prompt(fd, "two rivers", user_id=OTHER_ID, count=2)
-        assert r2.ephemeral and "limit is 1" in r2.content
+        assert "You asked for 1 video but already have 1 in progress" in r.content, r.content
+        assert "/veo cancel" in r.content
         assert (await bot.store.stats())["total"] == before
+
+
+async def test_every_offered_count_works_with_the_defaults(
+    tmp_path: Path, emu: FlowEmulator, fd: FakeDiscord, cookie_file: Path
+) -> None:
+    """count is offered as 1-4 while VEO_MAX_ACTIVE_PER_USER is 2: one request of up to 4 is accepted when the
+    user has nothing in progress; the limit stops further requests while theirs run, and says what would work."""
+    emu.outcome_for("stuck", Outcome.stuck())
+    async with running_bot(make_settings(tmp_path, emu, fd), fd) as bot:
+        assert bot.settings.veo_max_active_per_user == 2
+        four = await prompt(fd, "stuck: four rivers", user_id=OTHER_ID, count=4)
+        assert not four.ephemeral, four.content
+        one = await prompt(fd, "stuck: one river")
+        assert not one.ephemeral, one.content
+        r = await prompt(fd, "two more rivers", count=2)
+        assert r.ephemeral
+        assert "You asked for 2 videos but already have 1 in progress" in r.content, r.content
+        assert "try count 1" in r.content
+        assert len(await bot.store.user_jobs(OTHER_ID)) == 4
+
+
+async def test_quota_refusal_says_what_is_left_and_what_would_work(
+    tmp_path: Path, emu: FlowEmulator, fd: FakeDiscord, cookie_file: Path
+) -> None:
+    emu.outcome_for("stuck", Outcome.stuck())
+    async with running_bot(make_settings(tmp_path, emu, fd), fd) as bot:
+        # 8 of the user's 10 videos already counted (queued for them by an admin-sized request)
+        used = await bot.store.create_jobs(
+            user_id=USER_ID, guild_id=fd.guild_id, channel_id=fd.channel_id, prompt="stuck: earlier",
+            aspect="landscape", model="fast", seeds=list(range(8)), daily_quota=10, max_active=2, unlimited=True,
+        )  # fmt: skip
+        r = await prompt(fd, "three more", count=3)
+        assert r.ephemeral
+        assert "You asked for 3 videos but have 2 left" in r.content, r.content
+        assert f"<t:{int(used[0].created_at + 86400)}:R>" in r.content
+        assert "try count 2" in r.content
 
 
 async def test_paused_queue_refuses_with_each_reason(

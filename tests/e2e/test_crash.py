@@ -217,7 +217,10 @@ class Crashes:
             self.fd.hold(after=kind != "delivering")
             await self.send(1)
             await self.fd.wait_until(lambda: self.fd.held >= 1, timeout=STEP_TIMEOUT, what="a post held")
+        dropped = self.fd.dropped
         await self.kill(kind)
+        if kind == "delivering":  # the held post must die with the process, not land after it
+            await self.fd.wait_until(lambda: self.fd.dropped > dropped, timeout=STEP_TIMEOUT, what="held post dropped")
         if kind == "long-outage":
             await self.outage()
 
@@ -348,6 +351,8 @@ async def test_sigkill_at_every_boundary_and_at_random_loses_nothing_and_posts_o
             assert by_id[job.result_message_id or 0].attachments[0][1] == emu.video_bytes(name)
         elif job.error_kind == "content_filter":
             assert BLOCKED in job.prompt
+    # The post held before it existed really died with its process (it did not land behind the kill).
+    assert fd.dropped >= 1
     # Every boundary was caught by at least one kill.
     states = set().union(*(set(c) for _, c in crashes.caught))
     assert states >= EVERY_STATE, crashes.caught

@@ -43,27 +43,39 @@ class SlowDiscord(FakeDiscord):
         self.hold_before: asyncio.Event | None = None
         self.hold_after: asyncio.Event | None = None
         self.held = 0
-        self._dropping = False
+        #: Creates abandoned by `release(drop=True)` before their message existed.
+        self.dropped = 0
+        self._drop: set[asyncio.Event] = set()
+        #: Answers to lose: the create is done (or deduplicated) but the sender gets a 503 instead.
+        self.lose_answers = 0
 
     async def _create_message(self, request: web.Request) -> web.Response:  # type: ignore[override]
-        await self._gate(self.hold_before)
-        if self._dropping:  # the sender is gone: the request never completed, nothing is created
+        if await self._gate(self.hold_before):  # the sender is gone: the request never completed, nothing is created
+            self.dropped += 1
+            self._notify()
             return web.Response(status=503)
         response = await super()._create_message(request)
         await self._gate(self.hold_after)
+        if self.lose_answers > 0 and response.status == 200:
+            self.lose_answers -= 1
+            return web.Response(status=503)
         return response
 
-    async def _gate(self, gate: asyncio.Event | None) -> None:
+    async def _gate(self, gate: asyncio.Event | None) -> bool:
+        """Wait while `gate` holds; True when the held request was released as dropped.
+
+        The drop decision belongs to the gate, read after it opens: not a shared flag that the last waiter to
+        leave resets before the caller can look at it.
+        """
         if gate is None or gate.is_set():
-            return
+            return False
         self.held += 1
         self._notify()
         try:
             await gate.wait()
         finally:
             self.held -= 1
-            if not self.held:
-                self._dropping = False
+        return gate in self._drop
 
     def hold(self, *, after: bool) -> None:
         """Hold the next message creates until `release()`; `after`: the message is stored, the answer waits."""
@@ -75,7 +87,8 @@ class SlowDiscord(FakeDiscord):
 
     def release(self, *, drop: bool = False) -> None:
         """Let held creates go on; `drop`: those held before creation are abandoned instead (client gone)."""
-        self._dropping = drop and self.held > 0
+        if drop and self.hold_before is not None:
+            self._drop.add(self.hold_before)
         for gate in (self.hold_before, self.hold_after):
             if gate is not None:
                 gate.set()
@@ -204,6 +217,29 @@ async def crash_while_posting(settings: Settings, fd: SlowDiscord, text: str) ->
     return job
 
 
+async def test_a_post_held_before_it_existed_dies_with_the_crash_and_is_posted_once_after(
+    tmp_path: Path, emu: FlowEmulator, sfd: SlowDiscord, cookie_file: Path
+) -> None:
+    """The crash case the crash suite relies on: the bot dies while its post is still in flight, so nothing lands."""
+    settings = make_settings(tmp_path, emu, sfd)
+    async with started_bot(settings, sfd) as bot:
+        sfd.hold(after=False)
+        await prompt(sfd, "a lantern in the fog")
+        await sfd.wait_until(lambda: sfd.held >= 1, timeout=10, what="the post held")
+        (job,) = await all_jobs(bot.store)
+    assert job.state is JobState.DELIVERING
+    sfd.release(drop=True)
+    await sfd.wait_until(lambda: sfd.dropped == 1, timeout=5, what="the held post dropped")
+    assert posts_per_job(sfd) == {}
+
+    async with started_bot(settings, sfd) as bot:
+        (done,) = await wait_settled(bot)
+    assert done.state is JobState.DELIVERED
+    (posted,) = posts_of(sfd, job.id)
+    assert done.result_message_id == posted.id
+    assert sfd.nonce_hits == 0  # the first post never existed: nothing for Discord to deduplicate
+
+
 @pytest.mark.parametrize("outcome", ["video", "failure"])
 async def test_long_outage_recovery_finds_the_landed_post_behind_newer_messages(
     tmp_path: Path, emu: FlowEmulator, sfd: SlowDiscord, cookie_file: Path, outcome: str
@@ -226,6 +262,58 @@ async def test_long_outage_recovery_finds_the_landed_post_behind_newer_messages(
     else:
         assert done.state is JobState.FAILED and done.notice_message_id == landed.id
     assert sfd.nonce_hits == 0
+
+
+@pytest.mark.parametrize("outcome", ["video", "failure"])
+async def test_a_prompt_quoting_the_marker_does_not_pass_for_the_post(
+    tmp_path: Path, emu: FlowEmulator, sfd: SlowDiscord, cookie_file: Path, outcome: str
+) -> None:
+    """Prompts are quoted in the bot's own messages: `veo job N` in one must not make job N count as posted."""
+    if outcome == "failure":
+        emu.outcome_for("blocked", Outcome.failed("PUBLIC_ERROR_SEXUAL"))
+    settings = make_settings(tmp_path, emu, sfd)
+    text = "a sign that reads veo job 1" + (" blocked" if outcome == "failure" else "")
+    async with started_bot(settings, sfd) as bot:
+        sfd.hold(after=False)
+        await prompt(sfd, text)  # its status message, by the bot, quotes "veo job 1"
+        await sfd.wait_until(lambda: sfd.held >= 1, timeout=10, what="the post held")
+        (job,) = await all_jobs(bot.store)
+    assert job.id == 1
+    sfd.release(drop=True)  # the post died with the bot
+    await sfd.wait_until(lambda: sfd.dropped == 1, timeout=5, what="the held post dropped")
+    await age_posting(settings.database_path, job.id, 600)
+    advance(sfd, 600)
+
+    async with started_bot(settings, sfd) as bot:
+        (done,) = await wait_settled(bot)
+    ours = [m for m in sfd.messages if m.attachments or "could not be made" in m.content]
+    assert len(ours) == 1, [m.content for m in sfd.messages]
+    if outcome == "video":
+        assert done.state is JobState.DELIVERED and done.result_message_id == ours[0].id
+    else:
+        assert done.state is JobState.FAILED and done.notice_message_id == ours[0].id
+
+
+async def test_a_failure_notice_whose_answers_are_lost_is_posted_once(
+    tmp_path: Path, emu: FlowEmulator, sfd: SlowDiscord, cookie_file: Path
+) -> None:
+    """The notice lands but Discord's answers are lost for longer than the nonce window: retries must search,
+    not re-post with a nonce Discord has forgotten (each retry used to restart the window)."""
+    emu.outcome_for("blocked", Outcome.failed("PUBLIC_ERROR_SEXUAL"))
+    settings = make_settings(tmp_path, emu, sfd)
+    assert isinstance(sfd.clock, FakeClock)
+    sfd.lose_answers = 8  # 8 x 50 s: well past Discord's (fake's 300 s) deduplication window
+    async with started_bot(settings, sfd, clock=sfd.clock) as bot:
+        await prompt(sfd, "a blocked lighthouse")
+        async with asyncio.timeout(20):
+            while not all(settled(j) for j in await all_jobs(bot.store)):
+                advance(sfd, 50)  # past any retry backoff
+                await bot.worker.wait_ticks(1)
+        await bot.worker.drain()
+        (job,) = await all_jobs(bot.store)
+    assert job.state is JobState.FAILED
+    (notice,) = posts_of(sfd, job.id)
+    assert job.notice_message_id == notice.id
 
 
 async def test_recovery_waits_when_history_cannot_be_read(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 from cogs.jobs import prune_media
@@ -34,3 +36,23 @@ async def test_old_media_is_pruned_and_new_media_kept(
         assert new.file_path and Path(new.file_path).exists()
         assert (await store.get_job(old.id)).file_path is None
         assert await prune_media(bot) == 0
+
+
+async def test_partial_downloads_left_by_a_kill_are_pruned_after_the_grace(
+    tmp_path: Path, emu: FlowEmulator, fd: FakeDiscord, cookie_file: Path
+) -> None:
+    """A kill mid-download leaves `.job-N.mp4.<hex>.part`; nothing else ever deletes it."""
+    settings = make_settings(tmp_path, emu, fd)
+    async with running_bot(settings, fd) as bot:
+        media = settings.media_dir
+        stale = media / ".job-7.mp4.0123456789ab.part"
+        fresh = media / ".job-8.mp4.ba9876543210.part"  # as if being written right now
+        kept = media / "job-9.mp4"  # not ours to judge by age: pruned by its job's retention
+        for path in (stale, fresh, kept):
+            path.write_bytes(b"\0" * 1024)
+        two_hours_ago = time.time() - 2 * 3600
+        os.utime(stale, (two_hours_ago, two_hours_ago))
+        os.utime(kept, (two_hours_ago, two_hours_ago))
+        assert await prune_media(bot) == 1
+        assert not stale.exists()
+        assert fresh.exists() and kept.exists()

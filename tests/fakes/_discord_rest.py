@@ -624,7 +624,9 @@ class RestMixin:
         else:
             before = _int(q["before"]) if "before" in q else None
             picked = [m for m in visible if before is None or m.id < before][-limit:]
-        return json_response([self._message_payload(m) for m in reversed(picked)])
+        # Like Discord: history does not (reliably) carry a message's nonce; only the create answer and the
+        # MESSAGE_CREATE event echo it. Recovery must not depend on it.
+        return json_response([_without_nonce(self._message_payload(m)) for m in reversed(picked)])
 
     # ------------------------------------------------------------------ interactions
     async def _callback(self: FakeDiscord, request: web.Request) -> web.Response:
@@ -775,6 +777,11 @@ class RestMixin:
             return web.Response(status=404, text="Not Found")
         self.downloads.append(stored.id)
         return web.Response(body=stored.data, headers={"Content-Type": stored.content_type})
+
+
+def _without_nonce(payload: Json) -> Json:
+    payload.pop("nonce", None)
+    return payload
 
 
 def _int(value: str) -> int:

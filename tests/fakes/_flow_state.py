@@ -22,6 +22,7 @@ ROUTE_NAMES: tuple[str, ...] = (
     "fife",
     "redirect",
     "signin",
+    "tools",
 )
 
 

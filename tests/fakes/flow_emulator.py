@@ -58,6 +58,7 @@ from tests.fakes._flow_faults import (
     quota_envelope,
     unauthorized_envelope,
 )
+from tests.fakes._flow_migration import TOOL_PATH, migrated_answer, tool_page
 from tests.fakes._flow_state import (
     ROUTE_NAMES,
     Generation,
@@ -102,6 +103,7 @@ _ROUTES: tuple[_Route, ...] = (
     _Route("project", "POST", "/fx/api/trpc/project.createProject", "cookie"),
     _Route("redirect", "GET", "/fx/api/trpc/media.getMediaUrlRedirect", "cookie"),
     _Route("signin", "GET", "/fx/api/auth/signin", "none"),
+    _Route("tools", "GET", TOOL_PATH, "none"),
     _Route("credits", "GET", "/v1/credits", "bearer"),
     _Route("generate", "POST", "/v1/video:batchAsyncGenerateVideoText", "bearer"),
     _Route("status", "POST", "/v1/video:batchCheckAsyncVideoGenerationStatus", "bearer"),
@@ -159,6 +161,9 @@ class FlowEmulator:
         self._session_cookie = new_session_cookie()
         self._session_dead = False
         self._refresh_needed = False
+        self._migrated = False
+        #: Signed-out visits to /fx/tools/flow get a 302 to sign-in instead of the page itself.
+        self.tool_page_signs_in = False
         self._tokens: dict[str, float] = {}
         self._faults: dict[str, list[_ArmedFault]] = {}
         self._rules: list[tuple[str, Outcome]] = []
@@ -181,6 +186,7 @@ class FlowEmulator:
             "project": self._project,
             "redirect": self._redirect,
             "signin": self._signin,
+            "tools": self._tools,
             "credits": self._credits,
             "generate": self._generate,
             "status": self._status,
@@ -245,6 +251,15 @@ class FlowEmulator:
     def kill_session(self) -> None:
         """Cookies die: the session endpoint answers `{}` and cookie routes refuse from now on."""
         self._session_dead = True
+
+    def migrate_account(self, on: bool = True) -> None:
+        """The account moved to flow.google.com (flow-api.md §0): session `{}` for good, /fx/tools/flow 308s
+        there, aisandbox-pa answers 401 and tRPC 404, whatever the cookies and tokens."""
+        self._migrated = on
+
+    @property
+    def migrated(self) -> bool:
+        return self._migrated
 
     def refresh_needed(self, on: bool = True) -> None:
         """Session endpoint answers 200 with a stale token and `"error": "ACCESS_TOKEN_REFRESH_NEEDED"`."""
@@ -403,6 +418,8 @@ class FlowEmulator:
     @web.middleware
     async def _check_auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         route = request[_RECORD].route
+        if self._migrated and (answer := migrated_answer(route)) is not None:
+            return answer
         auth = _AUTH.get(route, "none")
         if auth == "bearer" and not self._bearer_ok(request):
             return _json(unauthorized_envelope(), status=401)
@@ -447,6 +464,10 @@ class FlowEmulator:
 
     async def _signin(self, request: web.Request) -> web.StreamResponse:
         return _html()
+
+    async def _tools(self, request: web.Request) -> web.StreamResponse:
+        signed_out = not self._cookie_ok(request)
+        return tool_page(migrated=self._migrated, signed_out=signed_out, sign_in_redirect=self.tool_page_signs_in)
 
     # ----------------------------------------------------------------- aisandbox-pa handlers
 

@@ -262,7 +262,11 @@ async def test_failure_notice_is_owed_once(store: Store, clock: Clock) -> None:
     clock.now += 400
     again = await store.begin_notice(failed.id, "second")
     assert again is not None
-    assert (again.notice_nonce, again.notice_at) == ("first", clock.now)  # the stored nonce wins
+    # A retry keeps the nonce and the start of its window: re-stamping would never let the window pass.
+    assert (again.notice_nonce, again.notice_at) == ("first", T0)
+    renewed = await store.begin_notice(failed.id, "third", renew=True)  # after a search found nothing
+    assert renewed is not None
+    assert (renewed.notice_nonce, renewed.notice_at) == ("first", clock.now)
 
     assert await store.finish_notice(failed.id, 777) is True
     assert await store.finish_notice(failed.id, 778) is False
@@ -270,7 +274,7 @@ async def test_failure_notice_is_owed_once(store: Store, clock: Clock) -> None:
     assert final is not None
     assert (final.notice_message_id, final.notified_at) == (777, clock.now)
     assert await store.jobs_needing_notice() == []
-    assert await store.begin_notice(failed.id, "third") is None
+    assert await store.begin_notice(failed.id, "fourth") is None
     assert await store.begin_notice(delivered.id, "x") is None
     with pytest.raises(ValueError, match="notice_nonce"):
         await store.begin_notice(failed.id, "")

@@ -3,28 +3,25 @@
 The session endpoint (``GET {labs_base}/fx/api/auth/session``) trades the NextAuth session cookie for a
 short-lived OAuth access token. Refreshes are single-flight, their results are written back to the cookie
 file atomically, and a background task keeps the token (and a rotated session cookie) fresh while the bot
-idles. Nothing here logs or raises with a token or a cookie value in it.
+idles. Three failures are told apart, because each asks for something different: dead cookies (an admin
+re-exports them), a migrated account (nothing to re-export: use the Vertex AI backend) and an unreachable
+session endpoint (an outage: wait). Nothing here logs or raises with a token or a cookie value in it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import random
-import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, SecretStr
 from yarl import URL
 
 from bot.backends.flow._cookies import (
@@ -32,16 +29,24 @@ from bot.backends.flow._cookies import (
     MAX_COOKIE_FILE_BYTES,
     SESSION_COOKIE,
     CookieFile,
-    is_session_cookie,
-    session_chunk_index,
+)
+from bot.backends.flow._session import (
+    TOOL_PATH,
+    Session,
+    apply_set_cookies,
+    is_empty_session,
+    migration_verdict,
+    parse_session_body,
+    parse_set_cookies,
 )
 from bot.backends.flow.errors import (
+    AccountMigrated,
     BadResponse,
     CookieFileError,
     CookiesExpired,
     FlowError,
     RateLimited,
-    UpstreamUnavailable,
+    SessionUnreachable,
 )
 from bot.backends.flow.redact import mask_email
 
@@ -61,180 +66,12 @@ SESSION_PATH = "/fx/api/auth/session"
 #: Never refresh more often than this on schedule, even when Flow hands out very short-lived tokens.
 MIN_REFRESH_INTERVAL = 30.0
 _MAX_SESSION_BODY = MAX_COOKIE_FILE_BYTES
-_ERROR_CODE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _RETIRED_SECRETS = 32
 
-
-class Session(BaseModel):
-    """What the session endpoint told us on the last successful refresh."""
-
-    model_config = ConfigDict(frozen=True)
-
-    email: str | None = None
-    name: str | None = None
-    expires_at: float
-    access_token: SecretStr
-
-
-# -- the session response --------------------------------------------------------------------------------
-
-
-def _looks_like_html(body: bytes, content_type: str) -> bool:
-    head = body.lstrip()[:64].lower()
-    return "html" in content_type.lower() or head.startswith((b"<!doctype", b"<html", b"<head", b"<body"))
-
-
-def _parse_expires(raw: object) -> float:
-    """``expires`` as epoch seconds: ISO 8601 (``...Z``) as Flow sends it, or a number to be lenient."""
-    if isinstance(raw, bool):
-        raise ValueError("not a time")
-    if isinstance(raw, int | float):
-        return float(raw) / 1000.0 if raw > 1e11 else float(raw)
-    if not isinstance(raw, str) or not raw.strip():
-        raise ValueError("not a time")
-    moment = datetime.fromisoformat(raw.strip())
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-def parse_session_body(body: bytes, content_type: str = "application/json") -> Session:
-    """Read a 200 from the session endpoint; classify what cannot be used.
-
-    CookiesExpired: an HTML page, ``{}``/``null``, any ``error`` (``ACCESS_TOKEN_REFRESH_NEEDED``, even with a
-    stale token present), no ``access_token`` or no ``user.email``. BadResponse: unreadable JSON or a field of
-    the wrong shape (with its path).
-    """
-    if _looks_like_html(body, content_type):
-        raise CookiesExpired(
-            "Flow's session endpoint answered with a web page instead of JSON: "
-            "the cookies have probably expired; re-export them"
-        )
-    try:
-        data: Any = json.loads(body)
-    except (ValueError, RecursionError):
-        raise BadResponse("Flow's session endpoint answered with unreadable JSON", field_path="$") from None
-    if data is None or data == {}:
-        raise CookiesExpired("Flow's session is empty: the cookies have expired or were signed out; re-export them")
-    if not isinstance(data, dict):
-        raise BadResponse("Flow's session response is not a JSON object", field_path="$")
-
-    error = data.get("error")
-    if error:
-        code = error if isinstance(error, str) and _ERROR_CODE_RE.match(error) else "an error"
-        raise CookiesExpired(f"Flow could not refresh the access token ({code}): re-export the cookies")
-
-    user = data.get("user")
-    if user is not None and not isinstance(user, dict):
-        raise BadResponse("Flow's session response has an unexpected 'user'", field_path="user")
-    user = user or {}
-    email = user.get("email")
-    if email is not None and not isinstance(email, str):
-        raise BadResponse("Flow's session response has an unexpected 'user.email'", field_path="user.email")
-    name = user.get("name")
-
-    token = data.get("access_token")
-    if token is not None and not isinstance(token, str):
-        raise BadResponse("Flow's session response has an unexpected 'access_token'", field_path="access_token")
-    if not token or not token.strip():
-        raise CookiesExpired("Flow's session has no access token: the cookies have expired; re-export them")
-    if not email:
-        raise CookiesExpired("Flow's session has no signed-in user: the cookies have expired; re-export them")
-    token = token.strip()
-    if any(ch.isspace() or not ch.isprintable() or not ch.isascii() for ch in token):
-        raise BadResponse("Flow's session response has an unreadable 'access_token'", field_path="access_token")
-
-    try:
-        expires_at = _parse_expires(data.get("expires"))
-    except (ValueError, OverflowError, OSError):
-        raise BadResponse("Flow's session response has no readable 'expires' time", field_path="expires") from None
-
-    return Session(
-        email=email,
-        name=name if isinstance(name, str) else None,
-        expires_at=expires_at,
-        access_token=SecretStr(token),
-    )
-
-
-class _SetCookie(BaseModel):
-    """One cookie change from a ``Set-Cookie`` header: a new value, or a deletion (``value`` is None)."""
-
-    name: str
-    value: str | None
-    expires_at: float | None = None
-
-
-def _parse_set_cookies(headers: list[str], now: float) -> list[_SetCookie]:
-    """Read ``Set-Cookie`` headers the way a browser would store them; unparsable ones are skipped."""
-    changes: list[_SetCookie] = []
-    for header in headers:
-        jar: SimpleCookie = SimpleCookie()
-        try:
-            jar.load(header)
-        except CookieError:
-            logger.debug("ignored a Set-Cookie header that could not be parsed")
-            continue
-        for name, morsel in jar.items():
-            expires_at: float | None = None
-            if morsel["max-age"]:
-                try:
-                    expires_at = now + int(morsel["max-age"])
-                except ValueError:
-                    expires_at = None
-            if expires_at is None and morsel["expires"]:
-                try:
-                    expires_at = parsedate_to_datetime(morsel["expires"]).timestamp()
-                except (TypeError, ValueError, IndexError):
-                    expires_at = None
-            value = morsel.coded_value
-            deleted = value in ("", '""') or (expires_at is not None and expires_at <= now)
-            changes.append(_SetCookie(name=name, value=None if deleted else value, expires_at=expires_at))
-    return changes
-
-
-def _apply_set_cookies(cookies: CookieFile, changes: list[_SetCookie]) -> CookieFile:
-    """Store rotated cookies: the session family as a whole (whole <-> chunked renames), others by name."""
-    if not changes:
-        return cookies
-    expires = {c.name: c.expires_at for c in changes if c.expires_at is not None and c.value is not None}
-    session_sets = {c.name: c.value for c in changes if is_session_cookie(c.name) and c.value is not None}
-    session_dels = {c.name for c in changes if is_session_cookie(c.name) and c.value is None}
-    other_sets = {
-        c.name: c.value
-        for c in changes
-        if not is_session_cookie(c.name) and c.value is not None and c.name.lower() != AUTHORIZATION_ENTRY
-    }
-    existing = {name for name, _ in cookies.cookies()}
-    other_dels = {c.name for c in changes if not is_session_cookie(c.name) and c.value is None} & existing
-
-    if session_sets or session_dels:
-        family = cookies.session_cookies()
-        if session_sets:
-            indexes = [session_chunk_index(name) for name in session_sets]
-            chunked = [i for i in indexes if i is not None]
-            if None in indexes and not chunked:
-                family = {n: v for n, v in family.items() if session_chunk_index(n) is None}
-            elif chunked and None not in indexes:
-                top = max(chunked)
-                family = {
-                    n: v
-                    for n, v in family.items()
-                    if (i := session_chunk_index(n)) is not None and (i <= top or n in session_sets)
-                }
-        family.update(session_sets)
-        for name in session_dels:
-            family.pop(name, None)
-        if family:
-            cookies = cookies.with_session_cookies(family, expires=expires)
-            logger.info("Flow rotated the session cookie (%d part(s)); it will be saved", len(family))
-        else:
-            logger.warning("Flow's session response deleted the session cookie; keeping the previous one")
-    if other_sets:
-        cookies = cookies.with_cookies(other_sets, expires=expires)
-    if other_dels:
-        cookies = cookies.without_cookies(other_dels)
-    return cookies
+#: What stops the refresher until reload()/replace(): dead cookies, or an account that moved away.
+Halt = CookiesExpired | AccountMigrated
+ErrorHandler = Callable[[Exception], Awaitable[None]]
+RecoveryHandler = Callable[[], Awaitable[None]]
 
 
 def _iso(moment: float) -> str:
@@ -295,9 +132,11 @@ class Credentials:
         self._generation = 0
         self._inflight: asyncio.Task[Session] | None = None
         self._lock = asyncio.Lock()
-        self._expired: str | None = None  # the message of the CookiesExpired that stopped us, until fixed
+        # What stopped us (dead cookies or a migrated account) as (class, message), until reload()/replace().
+        self._halt: tuple[type[Halt], str] | None = None
         self._usable = asyncio.Event()
         self._usable.set()
+        self._halted = asyncio.Event()  # set while _halt is; wakes the refresher to report it
         # A token Flow rejected and then handed back unchanged: (digest, generation); don't refresh it again.
         self._stuck: tuple[bytes, int] | None = None
         self._retry_at: float | None = None  # bearer() does not retry a failed refresh before this time
@@ -325,7 +164,19 @@ class Credentials:
     @property
     def cookies_expired(self) -> bool:
         """Whether the cookies were found expired and nobody has reloaded or replaced them yet."""
-        return self._expired is not None
+        return self._halt is not None and self._halt[0] is CookiesExpired
+
+    @property
+    def account_migrated(self) -> bool:
+        """Whether the account was found moved to flow.google.com and nobody has loaded other cookies since."""
+        return self._halt is not None and self._halt[0] is AccountMigrated
+
+    def _halt_error(self) -> Halt | None:
+        """A fresh exception for what stopped us (never re-raise one instance: tracebacks would pile up)."""
+        if self._halt is None:
+            return None
+        kind, message = self._halt
+        return kind(message)
 
     def cookie_header(self) -> str:
         """The ``Cookie`` header value for requests to FLOW_LABS_BASE."""
@@ -372,8 +223,8 @@ class Credentials:
     async def bearer(self) -> str:
         """The current token, refreshed first when its expiry is unknown or within the refresh margin."""
         cookies = self._loaded()
-        if self._expired is not None:
-            raise CookiesExpired(self._expired)
+        if (halt := self._halt_error()) is not None:
+            raise halt
         if not self._needs_refresh():
             return cookies.bearer
         now = self._clock()
@@ -382,7 +233,7 @@ class Credentials:
             return cookies.bearer  # a refresh failed moments ago; the token has not expired yet
         try:
             await self.refresh()
-        except CookiesExpired:
+        except (CookiesExpired, AccountMigrated):
             raise
         except FlowError as err:
             if not still_valid:
@@ -416,9 +267,9 @@ class Credentials:
             cookies = self._loaded()
             try:
                 session, updated = await self._exchange(cookies)
-            except CookiesExpired as err:
+            except (CookiesExpired, AccountMigrated) as err:
                 if self._cookies is cookies:
-                    self._mark_expired(err)
+                    self._mark_halted(err)
                 raise
             self._switch(updated, session)
             if updated != cookies:
@@ -430,8 +281,8 @@ class Credentials:
         cookies = self._loaded()
         if token != cookies.bearer:
             return cookies.bearer
-        if self._expired is not None:
-            raise CookiesExpired(self._expired)
+        if (halt := self._halt_error()) is not None:
+            raise halt
         if self._inflight is None and self._stuck == (_digest(token), self._generation):
             return token  # already refreshed for this rejection and Flow handed back the same token
         await self.refresh(force=True)
@@ -478,9 +329,10 @@ class Credentials:
         self._session = session
         self._generation += 1
         self._retry_at = None
-        if self._expired is not None:
+        if self._halt is not None:
             logger.info("Flow credentials work again")
-        self._expired = None
+        self._halt = None
+        self._halted.clear()
         self._usable.set()
         if lifetime <= 0:
             logger.warning(
@@ -502,11 +354,16 @@ class Credentials:
             self._retired.append(self._cookies.bearer)
             self._retired.extend(value for _, value in self._cookies.cookies())
 
-    def _mark_expired(self, err: CookiesExpired) -> None:
-        if self._expired is None:
-            logger.warning("Flow cookies expired: %s", err)
-        self._expired = str(err)
+    def _mark_halted(self, err: Halt) -> None:
+        """Stop using these cookies until reload()/replace(): no request goes out for them meanwhile."""
+        if self._halt is None or self._halt[0] is not type(err):
+            if isinstance(err, AccountMigrated):
+                logger.error("Flow account migrated: %s", err)
+            else:
+                logger.warning("Flow cookies expired: %s", err)
+        self._halt = (type(err), str(err))
         self._usable.clear()
+        self._halted.set()
 
     async def _persist(self, cookies: CookieFile) -> None:
         """Write the refreshed file; a failure is logged, the in-memory token stays usable."""
@@ -535,9 +392,9 @@ class Credentials:
                 retry_after = resp.headers.get("Retry-After")
                 body = await self._read_body(resp)
         except TimeoutError as err:
-            raise UpstreamUnavailable("Flow's session endpoint timed out") from err
+            raise SessionUnreachable("Flow's session endpoint timed out") from err
         except aiohttp.ClientError as err:
-            raise UpstreamUnavailable(f"could not reach Flow's session endpoint ({type(err).__name__})") from err
+            raise SessionUnreachable(f"could not reach Flow's session endpoint ({type(err).__name__})") from err
         finally:
             if url.host:
                 jar.clear_domain(url.host)
@@ -547,16 +404,39 @@ class Credentials:
         if status == 429:
             raise RateLimited("Flow's session endpoint answered 429", retry_after=_retry_after(retry_after))
         if status >= 500:
-            raise UpstreamUnavailable(f"Flow's session endpoint answered {status}")
+            raise SessionUnreachable(f"Flow's session endpoint answered {status}")
         if status != 200:
             raise BadResponse(f"Flow's session endpoint answered {status}: its API may have changed")
+        if is_empty_session(body, content_type):
+            raise await self._empty_session_verdict(cookies)
         session = parse_session_body(body, content_type)
         updated = cookies.with_token(session.access_token.get_secret_value())
         try:
-            updated = _apply_set_cookies(updated, _parse_set_cookies(set_cookies, self._clock()))
+            updated = apply_set_cookies(updated, parse_set_cookies(set_cookies, self._clock()))
         except (CookieFileError, ValueError) as err:
             logger.warning("ignored cookies Flow set that cannot be stored (%s)", type(err).__name__)
         return session, updated
+
+    async def _empty_session_verdict(self, cookies: CookieFile) -> Halt:
+        """An empty session: ask the tool page, without following redirects, whether the account migrated.
+
+        A 30x to flow.google.com means migrated (flow-api.md §0); anything else, including a failed probe,
+        means the cookies expired, which is what an empty session meant before the migration.
+        """
+        url = URL(self._labs_base + TOOL_PATH)
+        headers = {"Cookie": cookies.cookie_header(), "Accept": "text/html"}
+        jar = self._http.cookie_jar
+        try:
+            async with self._http.get(url, headers=headers, timeout=self._timeout, allow_redirects=False) as resp:
+                status, location = resp.status, resp.headers.get("Location")
+        except (TimeoutError, aiohttp.ClientError) as err:
+            logger.warning("could not ask Flow's tool page whether the account migrated (%s)", type(err).__name__)
+            return migration_verdict(0, None)
+        finally:
+            if url.host:
+                jar.clear_domain(url.host)
+        logger.debug("Flow's tool page answered %d to an empty session", status)
+        return migration_verdict(status, location)
 
     @staticmethod
     async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
@@ -571,54 +451,85 @@ class Credentials:
 
     # -- the background refresher ----------------------------------------------------------------------
 
-    async def run(self, *, on_error: Callable[[Exception], Awaitable[None]] | None = None) -> None:
+    async def run(self, *, on_error: ErrorHandler | None = None, on_recovered: RecoveryHandler | None = None) -> None:
         """Keep the token fresh forever: refresh at ``expires - margin``, back off on failures.
 
-        Expired cookies are reported once through ``on_error``; then we wait for reload()/replace().
-        A failure that is not retryable, or a token that expires while retries keep failing, is also
-        reported once per streak. Cancel the task to stop it.
+        ``on_error`` hears, once each: dead cookies or a migrated account (found here or by any caller's
+        refresh; then nothing is retried until reload()/replace()), and, once per streak, a failure that is
+        not retryable or one that outlives the token (an unreachable session endpoint is a SessionUnreachable,
+        an outage, never a CookiesExpired). ``on_recovered`` is called when a refresh succeeds after a
+        reported failure, and on the first success of the run (a hold left from before a restart is stale
+        once credentials work), so the caller can lift a hold it placed. Cancel the task to stop it.
         """
         self._loaded()
         failures = 0
-        reported = False
+        reported = False  # a failure of this streak went to on_error
+        owed = True  # on_recovered is due at the next success
         while True:
-            if self._expired is not None:
-                await self._usable.wait()
+            if (halt := self._halt_error()) is not None:
+                await self._report(on_error, halt)
+                await self._usable.wait()  # reload()/replace() switched to credentials that work
                 failures, reported = 0, False
+                await self._recovered(on_recovered)
+                owed = False
                 continue
             delay = self.seconds_until_refresh()
             if delay > 0:
                 logger.debug("next Flow token refresh in %.0f s", delay)
-                await self._sleep(delay)
+                await self._nap(delay)
                 continue
             try:
                 await self.refresh(force=True)
-            except CookiesExpired as err:
-                if self._expired is None:  # the cookies changed under us; just try again shortly
-                    await self._sleep(self._backoff(1, None))
-                    continue
-                await self._report(on_error, err)
-                continue
+            except (CookiesExpired, AccountMigrated):
+                if self._halt is None:  # the cookies changed under us; just try again shortly
+                    await self._nap(self._backoff(1, None))
+                continue  # reported at the top of the loop
             except FlowError as err:
                 failures += 1
                 wait = self._backoff(failures, err.retry_after if isinstance(err, RateLimited) else None)
                 logger.warning("Flow token refresh failed (%s); retrying in %.0f s", err, wait)
                 token_dead = self.expires_at is not None and self._clock() >= self.expires_at
                 if not reported and (not err.retryable or token_dead):
-                    reported = True
+                    reported = owed = True
                     await self._report(on_error, err)
-                await self._sleep(wait)
+                await self._nap(wait)
                 continue
             except Exception as err:
                 failures += 1
                 wait = self._backoff(failures, None)
                 logger.exception("unexpected error while refreshing the Flow token; retrying in %.0f s", wait)
                 if not reported:
-                    reported = True
+                    reported = owed = True
                     await self._report(on_error, err)
-                await self._sleep(wait)
+                await self._nap(wait)
                 continue
             failures, reported = 0, False
+            if owed:
+                owed = False
+                await self._recovered(on_recovered)
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep, but wake as soon as a caller's refresh finds the cookies dead or the account migrated."""
+        if self._halted.is_set():
+            return
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        waker = asyncio.ensure_future(self._halted.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, waker):
+                task.cancel()
+            # Children's cancellations come back as results; a cancel of this task still propagates.
+            await asyncio.gather(sleeper, waker, return_exceptions=True)
+
+    @staticmethod
+    async def _recovered(on_recovered: RecoveryHandler | None) -> None:
+        if on_recovered is None:
+            return
+        try:
+            await on_recovered()
+        except Exception:
+            logger.exception("the credentials recovery handler failed")
 
     def _backoff(self, failures: int, retry_after: float | None) -> float:
         """Capped exponential backoff with full jitter (at least 1 s), never shorter than Retry-After."""
@@ -629,7 +540,7 @@ class Credentials:
         return wait
 
     @staticmethod
-    async def _report(on_error: Callable[[Exception], Awaitable[None]] | None, err: Exception) -> None:
+    async def _report(on_error: ErrorHandler | None, err: Exception) -> None:
         if on_error is None:
             return
         try:
@@ -638,5 +549,8 @@ class Credentials:
             logger.exception("the credentials error handler failed")
 
     def __repr__(self) -> str:
-        state = "expired" if self._expired else ("fresh" if self._session else "unrefreshed")
+        if self._halt is not None:
+            state = "migrated" if self.account_migrated else "expired"
+        else:
+            state = "fresh" if self._session else "unrefreshed"
         return f"Credentials(path={str(self._path)!r}, account={mask_email(self.account_email)!r}, {state})"

@@ -26,10 +26,6 @@ class CookiesExpired(CredentialsError):
     """The session cookies no longer yield a token: the admin must re-export them."""
 
 
-class SessionUnreachable(FlowError, be.Unavailable):
-    """The session endpoint could not be reached or failed (5xx, timeout): an outage, not dead cookies."""
-
-
 class AccountMigrated(FlowError, be.AccountMigrated):
     """The account moved to flow.google.com (flow-api.md §0): the bot cannot drive it, never retried."""
 
@@ -64,6 +60,14 @@ class ContentRejected(FlowError, be.SafetyRejected):
 
 class UpstreamUnavailable(FlowError, be.Unavailable):
     """Flow failed (5xx, timeout, connection error)."""
+
+
+class SessionUnreachable(UpstreamUnavailable):
+    """The session endpoint could not be reached or failed (5xx, timeout): an outage, not dead cookies.
+
+    An UpstreamUnavailable (never sent, so ``maybe_accepted`` stays False): callers that retry an outage
+    retry this one too, instead of failing jobs over a sign-in service that is down for a while.
+    """
 
 
 class BadResponse(FlowError, be.BadResponse):
