@@ -72,7 +72,7 @@ class SubmitMixin:
             return 0
         backend = self.backend
         if backend.name == "vertex" and await self.over_budget():
-            await self.pause("budget")
+            await self.hold_for_budget()
             return 0
         free = backend.max_concurrent - await self.store.count_in_flight(backend.name)
         if free <= 0:
@@ -101,7 +101,7 @@ class SubmitMixin:
             kept[key] = jobs
         if over:
             await self._requeue(over)
-            await self.pause("budget")
+            await self.hold_for_budget()
         return kept
 
     async def _requeue(self: Worker, jobs: list[Job]) -> None:
