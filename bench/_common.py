@@ -217,6 +217,8 @@ def fill_jobs(path: Path, spec: Fill, now: float, channel_id: int = 5678, guild_
                 done,
                 done or created,
                 notified,
+                "flow" if op else None,
+                _flow_ref(op, scene, media, project) if op else None,
             )
         )
     conn = sqlite3.connect(path)
@@ -225,8 +227,8 @@ def fill_jobs(path: Path, spec: Fill, now: float, channel_id: int = 5678, guild_
             conn.executemany(
                 "INSERT INTO jobs (user_id, guild_id, channel_id, prompt, aspect, model, seed, state, operation_name,"
                 " scene_id, media_name, project_id, protocol, attempts, file_path, created_at, submitted_at,"
-                " finished_at, updated_at, notified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                " ?, ?, ?)",
+                " finished_at, updated_at, notified_at, backend, backend_ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             conn.executemany(
@@ -236,6 +238,14 @@ def fill_jobs(path: Path, spec: Fill, now: float, channel_id: int = 5678, guild_
         conn.execute("ANALYZE")
     finally:
         conn.close()
+
+
+def _flow_ref(operation: str, scene: str | None, media: str | None, project: str | None) -> str:
+    """A Flow job's backend reference, as FlowBackend writes it (its PollRef as JSON)."""
+    import json
+
+    ref = {"operation_name": operation, "scene_id": scene, "media_name": media, "project_id": project}
+    return json.dumps({**ref, "protocol": "operations"})
 
 
 async def make_database(path: Path, spec: Fill, now: float | None = None) -> None:

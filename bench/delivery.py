@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import sys
 import tempfile
 import time
@@ -58,10 +59,12 @@ async def run_ours(sizes: list[int], runs: int) -> dict[int, list[float]]:
                             lambda m, s=seen: m in fd.messages[s:] and bool(m.attachments), timeout=120
                         )
                         [job] = await bot.store.user_jobs(user)
-                        assert job.operation_name is not None
+                        if job.backend != "flow" or job.backend_ref is None:
+                            raise SystemExit("ours: the job was not taken by Flow")
                         if len(msg.attachments[0][1]) != size:
                             raise SystemExit("ours: posted bytes differ in size")
-                        out[size].append(msg.created_at - success_call_at(emu, job.operation_name))
+                        operation = json.loads(job.backend_ref)["operation_name"]
+                        out[size].append(msg.created_at - success_call_at(emu, operation))
                         await bot.worker.drain()
     return out
 

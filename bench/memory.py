@@ -9,6 +9,11 @@ the RSS at ready. The baseline child is the same bot with the worker's Flow clie
 download reads the whole body into memory before writing it. A video over the channel's upload limit is
 posted as a link (200 MB: the largest boost allows 100 MiB), so the 90 MB row (guild boosted to tier 3)
 adds the file upload to the picture. Medians over ``--runs`` runs.
+
+The Vertex AI row (``--vertex-mb 60``) runs the same bot on the Vertex backend against the Vertex emulator, which
+returns the video inline, base64 in the JSON of the poll answer (Vertex's only answer without a Cloud Storage
+bucket); the goal there is a peak growth under 3x the file size, since the SDK must hold the answer in memory.
+The guild is boosted to tier 3, so the video is uploaded as a file.
 """
 
 from __future__ import annotations
@@ -56,26 +61,64 @@ class WholeBodyDownload:
         return len(body)
 
 
-async def child(mode: str, config: dict[str, str]) -> dict[str, float]:
+#: Environment variables the google-genai SDK reads by itself; the children pass everything explicitly.
+SDK_ENV = (
+    "GOOGLE_API_KEY",
+    "GEMINI_API_KEY",
+    "GOOGLE_CLOUD_PROJECT",
+    "GOOGLE_CLOUD_LOCATION",
+    "GOOGLE_GENAI_USE_VERTEXAI",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GOOGLE_GENAI_API_VERSION",
+)
+
+
+def child_settings(mode: str, config: dict[str, str]) -> object:
     from bot.settings import Settings
+
+    common = {
+        "discord_token": config["token"],
+        "discord_api_base": config["api_base"],
+        "discord_guild_id": int(config["guild_id"]),
+        "veo_data_dir": Path(config["data_dir"]),
+        "veo_poll_interval": 0.2,
+    }
+    if mode.startswith("vertex"):
+        backend = {
+            "veo_backend": "vertex",
+            "google_cloud_project": config["project"],
+            "google_cloud_location": config["location"],
+            "google_api_key": config["api_key"],
+            "vertex_api_base": config["vertex_base"],
+            "flow_cookie_file": Path(config["data_dir"]) / "no-cookie.json",
+        }
+    else:
+        backend = {
+            "flow_cookie_file": Path(config["cookie_file"]),
+            "flow_api_base": config["flow_base"],
+            "flow_labs_base": config["flow_base"],
+        }
+    return Settings(_env_file=None, **common, **backend)  # type: ignore[call-arg]
+
+
+async def child(mode: str, config: dict[str, str]) -> dict[str, float]:
     from storage import JobState
     from tests.e2e.conftest import running_bot
 
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        discord_token=config["token"],
-        discord_api_base=config["api_base"],
-        discord_guild_id=int(config["guild_id"]),
-        flow_cookie_file=Path(config["cookie_file"]),
-        flow_api_base=config["flow_base"],
-        flow_labs_base=config["flow_base"],
-        veo_data_dir=Path(config["data_dir"]),
-        veo_poll_interval=0.2,
-    )
+    settings = child_settings(mode, config)
     endpoint = Endpoint(config["api_base"], config["gateway_url"], config["token"])
     async with running_bot(settings, endpoint) as bot:  # type: ignore[arg-type]
+        if mode == "vertex-sdk":
+            # The baseline: the SDK's own operation type, which decodes the inline video for `response` and
+            # `result` separately, while the parsed base64 string is still alive.
+            from google.genai import types
+
+            import bot.backends.vertex.backend as vertex_module
+
+            vertex_module.InlineVideoOperation = types.GenerateVideosOperation  # type: ignore[misc]
         if mode == "read":
-            bot.worker.flow = WholeBodyDownload(bot.flow, bot.http_session)  # type: ignore[assignment]
+            flow = bot.worker.backends["flow"]
+            flow.client = WholeBodyDownload(flow.client, bot.http_session)  # type: ignore[attr-defined]
         gc.collect()
         start = time.perf_counter()
         with PeakSampler() as sampler:
@@ -96,7 +139,7 @@ async def measure(mode: str, config: dict[str, str], fd: object, user: int) -> d
         mode,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**{k: v for k, v in os.environ.items() if k not in SDK_ENV}, "PYTHONPATH": str(ROOT)},
     )
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(json.dumps(config).encode() + b"\n")
@@ -166,11 +209,65 @@ async def parent(sizes_mb: list[int], runs: int) -> None:
     print("\ngoal: < 16 MiB growth while delivering a 200 MB video")
 
 
+async def parent_vertex(size_mb: int, runs: int) -> None:
+    """One fresh bot process per run on the Vertex backend; the emulator answers the video inline (base64)."""
+    from tests.fakes.discord_server import FakeDiscord
+    from tests.fakes.vertex_emulator import VertexEmulator
+
+    size = size_mb * 1_000_000
+    results: dict[str, list[dict[str, float]]] = {"vertex": [], "vertex-sdk": []}
+    user = BENCH_USER_BASE + 500
+    async with VertexEmulator(video_size=size, polls_to_finish=2) as emu, FakeDiscord() as fd:
+        fd.guild_premium_tier = 3
+        for run in range(runs * 2):
+            mode = ("vertex", "vertex-sdk")[run % 2]
+            with tempfile.TemporaryDirectory(prefix="veo-bench-mem-") as tmp_dir:
+                config = {
+                    "token": fd.token,
+                    "api_base": fd.api_base,
+                    "gateway_url": fd.gateway_url,
+                    "guild_id": str(fd.guild_id),
+                    "data_dir": str(Path(tmp_dir) / "data"),
+                    "project": emu.project,
+                    "location": emu.location,
+                    "api_key": emu.api_key,
+                    "vertex_base": emu.base_url,
+                }
+                user += 1
+                seen = len(fd.messages)
+                result = await measure(mode, config, fd, user)
+                posted = [m for m in fd.messages[seen:] if f"<@{user}>" in m.content]
+                if len(posted) != 1 or not posted[0].attachments or result["size"] != size:
+                    raise SystemExit(f"{mode}: expected one file post of the whole video")
+                results[mode].append(result)
+    rows = []
+    for mode, label in (("vertex", "ours (decoded once)"), ("vertex-sdk", "baseline (SDK decodes)")):
+        growth = [r["peak_growth"] for r in results[mode]]
+        peak = median(growth)
+        rows.append(
+            [
+                f"{size_mb} MB",
+                label,
+                f"{peak / MiB:.1f} MiB",
+                f"{peak / size:.2f}x",
+                f"{min(growth) / MiB:.1f}-{max(growth) / MiB:.1f} MiB",
+                f"{median(r['seconds'] for r in results[mode]):.2f} s",
+            ]
+        )
+    peak = median(r["peak_growth"] for r in results["vertex"])
+    base = median(r["peak_growth"] for r in results["vertex-sdk"])
+    rows.append(["", "baseline / ours", ratio(base, peak), "", "", ""])
+    print(f"\nVertex AI, inline base64 video: peak RSS growth of the bot process, median of {runs} (fresh each)\n")
+    print(table(["video", "bot", "peak growth", "x file size", "range", "time to deliver"], rows))
+    print(f"\ngoal: < 3x the file size ({3 * size / MiB:.0f} MiB); met: {'yes' if peak < 3 * size else 'no'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes-mb", type=int, nargs="+", default=[200, 90])
+    parser.add_argument("--sizes-mb", type=int, nargs="*", default=[200, 90])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--child", choices=["stream", "read"])
+    parser.add_argument("--vertex-mb", type=int, nargs="*", default=[60], help="inline Vertex AI video sizes")
+    parser.add_argument("--child", choices=["stream", "read", "vertex", "vertex-sdk"])
     args = parser.parse_args()
     quiet_logs()
     if args.child:
@@ -178,7 +275,10 @@ def main() -> None:
         print(json.dumps(asyncio.run(child(args.child, config))), flush=True)
         return
     header("memory: peak RSS growth while delivering one video")
-    asyncio.run(parent(args.sizes_mb, args.runs))
+    if args.sizes_mb:
+        asyncio.run(parent(args.sizes_mb, args.runs))
+    for size_mb in args.vertex_mb:
+        asyncio.run(parent_vertex(size_mb, args.runs))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Entry point: `python -m bot` runs the bot, `python -m bot check` validates settings and credentials.
+"""Entry point: `python -m bot` runs the bot; `python -m bot --help` lists the other commands (bot/cli.py).
 
 Builds settings, logging, one HTTP session, the store and the backends, and injects them into the bot.
 Configuration mistakes end with one line on stderr and a non-zero exit code, never a traceback.
@@ -9,25 +9,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from bot.backends.base import Backend
-from bot.backends.errors import BackendError
 from bot.backends.flow import errors as fe
 from bot.backends.flow.backend import FlowBackend
 from bot.backends.flow.client import FlowClient
 from bot.backends.flow.credentials import CookieFile, Credentials
 from bot.backends.flow.redact import mask_email
-from bot.logs import Redactor, setup_logging
-from bot.settings import ConfigError, Settings, load_settings
+from bot.logs import Redactor
+from bot.settings import ConfigError, Settings
 from bot.worker import PROJECT_KEY
-from storage import StorageError, Store
+from storage import Store
+
+if TYPE_CHECKING:
+    from bot.app import VeoBot
+    from bot.http.server import HttpServer
 
 log = logging.getLogger("bot")
 
@@ -130,6 +136,13 @@ async def _add_flow(
     )
 
 
+def _gcloud_adc_file() -> Path:
+    """Where `gcloud auth application-default login` leaves credentials (the only ADC source we rely on:
+    probing a metadata server from an arbitrary host is not something a start-up check should do)."""
+    config = os.environ.get("CLOUDSDK_CONFIG") or str(Path.home() / ".config" / "gcloud")
+    return Path(config) / "application_default_credentials.json"
+
+
 def vertex_backend(settings: Settings, redactor: Redactor) -> Backend:
     """Veo on Vertex AI from the settings; a missing or unreadable service-account file is a ConfigError."""
     from bot.backends.vertex import CredentialsFileError, VertexBackend, load_service_account
@@ -143,7 +156,7 @@ def vertex_backend(settings: Settings, redactor: Redactor) -> Backend:
             credentials = load_service_account(settings.google_application_credentials)
         except CredentialsFileError as err:
             raise ConfigError(str(err)) from None
-    elif not api_key:
+    elif not api_key and not _gcloud_adc_file().exists():
         raise ConfigError(
             "GOOGLE_API_KEY or GOOGLE_APPLICATION_CREDENTIALS is required for the Vertex AI backend "
             "(an API key, or a service-account key file with the Vertex AI User role)"
@@ -160,6 +173,7 @@ def vertex_backend(settings: Settings, redactor: Redactor) -> Backend:
             base_url=settings.vertex_api_base,
             models=settings.vertex_models,
             max_concurrent=settings.vertex_max_concurrent,
+            http_timeout=settings.vertex_http_timeout,
             first_poll_after=6 * interval,
             poll_interval=2 * interval,
             max_poll_interval=6 * interval,
@@ -177,6 +191,27 @@ def point_discord_at(settings: Settings) -> None:
         discord.http.Route.BASE = settings.discord_api_base
     if settings.gateway_url:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
+
+
+async def start_http(settings: Settings, store: Store, bot: VeoBot) -> HttpServer | None:
+    """The HTTP API in the bot's own event loop (one process, one store, one worker) when VEO_HTTP_PORT is set."""
+    if settings.veo_http_port is None:
+        return None
+    from bot.http.app import create_app
+    from bot.http.server import HttpServer
+
+    app = create_app(
+        store=store,
+        worker=bot.worker,
+        settings=settings,
+        backend=bot.backend,
+        metrics=bot.metrics,
+        discord_connected=lambda: bot.is_ready() and not bot.is_closed(),
+    )
+    server = HttpServer(app, settings.veo_http_host, settings.veo_http_port)
+    await server.start()
+    log.info("HTTP API listening on %s:%s", settings.veo_http_host, settings.veo_http_port)
+    return server
 
 
 async def run_bot(settings: Settings, redactor: Redactor) -> int:
@@ -207,6 +242,7 @@ async def run_bot(settings: Settings, redactor: Redactor) -> int:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError):
                     loop.add_signal_handler(sig, stop)
+            server = await start_http(settings, store, bot)
             try:
                 async with bot:
                     await bot.start(token)
@@ -214,6 +250,9 @@ async def run_bot(settings: Settings, redactor: Redactor) -> int:
                 raise ConfigError("DISCORD_TOKEN was rejected by Discord; check the bot token") from None
             except discord.PrivilegedIntentsRequired:
                 raise ConfigError("Discord refused the gateway intents; check the bot's settings") from None
+            finally:
+                if server is not None:
+                    await server.stop()
     finally:
         await store.close()
     return 0
@@ -242,31 +281,10 @@ async def run_check(settings: Settings, redactor: Redactor) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    command = args[0] if args else "run"
-    if command not in ("run", "check"):
-        print(f"usage: python -m bot [run|check] (unknown command {command!r})", file=sys.stderr)
-        return EXIT_CONFIG
-    try:
-        settings = load_settings()
-    except ConfigError as err:
-        print(f"configuration error: {err}", file=sys.stderr)
-        return EXIT_CONFIG
-    redactor = setup_logging(settings.veo_log_level, settings.veo_log_format)
-    try:
-        if command == "check":
-            return asyncio.run(run_check(settings, redactor))
-        return asyncio.run(run_bot(settings, redactor))
-    except (ConfigError, StorageError, fe.CookieFileError) as err:
-        print(f"configuration error: {redactor(str(err))}", file=sys.stderr)
-        return EXIT_CONFIG
-    except BackendError as err:
-        from bot.messages import backend_error_text
+    """Parse the command line (bot/cli.py) and run the command."""
+    from bot.cli import main as cli_main
 
-        print(f"check failed: {redactor(backend_error_text(err))} ({type(err).__name__})", file=sys.stderr)
-        return EXIT_CHECK_FAILED
-    except KeyboardInterrupt:
-        return 0
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

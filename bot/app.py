@@ -13,6 +13,8 @@ import discord
 from discord.ext import commands
 
 from bot.delivery import DiscordDelivery
+from bot.http.delivery import ApiDelivery, RoutingDelivery
+from bot.http.metrics import ApiMetrics
 from bot.worker import Worker
 from cogs import EXTENSIONS
 
@@ -61,10 +63,12 @@ class VeoBot(commands.Bot):
         self.flow: FlowClient | None = resources.flow
         # The result and status views come from the veo cog when it loads: the core never imports a cog.
         self.delivery = DiscordDelivery(self, store, settings, links=self._web_link)
+        #: Counters for /metrics; API jobs are "delivered" by the HTTP API's content route.
+        self.metrics = ApiMetrics()
         self.worker = Worker(
             store,
             self.backends,
-            self.delivery,
+            RoutingDelivery(self.delivery, ApiDelivery(self.metrics)),
             default_backend=settings.backend_name,
             media_dir=settings.media_dir,
             poll_interval=settings.veo_poll_interval,

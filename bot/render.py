@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Sequence
 
 import discord
 
 from bot.messages import failure_text, pause_text
-from storage import Job, JobState, QuotaStatus
+from storage import Job, JobOptions, JobState, QuotaStatus
 
 PROMPT_PREVIEW = 300
 #: Discord's limit on message content.
@@ -39,6 +40,8 @@ def safe_prompt(prompt: str, limit: int = PROMPT_PREVIEW) -> str:
         text = text[: limit - 1] + "…"
     text = discord.utils.escape_markdown(text, as_needed=False)
     text = discord.utils.escape_mentions(text)
+    # A mention cut short by the truncation ("<@&12…") escapes escape_mentions: break every "<@" left.
+    text = re.sub("<@(?!\u200b)", "<@\u200b", text)
     if text.startswith(_LINE_START):
         text = "\\" + text
     return text
@@ -80,6 +83,35 @@ def result_link(job: Job) -> str | None:
     if job.state is not JobState.DELIVERED or not job.result_message_id:
         return None
     return f"https://discord.com/channels/{job.guild_id or '@me'}/{job.channel_id}/{job.result_message_id}"
+
+
+def mode_label(options: JobOptions) -> str:
+    """What kind of generation a job is, in words: text, image, frames, references, extension of job N."""
+    if options.video is not None or options.extends_job is not None:
+        return f"extension of job #{options.extends_job}" if options.extends_job else "extension"
+    if options.references:
+        return "references" if len(options.references) > 1 else "reference"
+    if options.last_frame is not None:
+        return "frames"
+    if options.image is not None:
+        return "image"
+    return "text"
+
+
+def cost_text(job: Job) -> str | None:
+    """The job's estimated cost (USD on Vertex AI, credits on Flow); None when nothing was estimated."""
+    if job.cost <= 0:
+        return None
+    if job.cost_unit == "usd":
+        return f"est. ${job.cost:.2f}"
+    return f"est. {job.cost:g} credits"
+
+
+def spec(job: Job) -> str:
+    """Mode, model, aspect, duration, resolution and audio, on one line."""
+    opts = job.options
+    audio = "" if opts.audio else " · no audio"
+    return f"{mode_label(opts)} · {job.model} · {job.aspect} · {opts.duration} s · {opts.resolution}{audio}"
 
 
 def job_line(job: Job, *, position: int | None = None, now: float | None = None, pause: str | None = None) -> str:
@@ -132,9 +164,11 @@ def status_message(
 ) -> str:
     """The live status message of one `/veo prompt` (one or several jobs)."""
     first = jobs[0]
+    cost = cost_text(first)
+    cost = f" · {cost}{' each' if len(jobs) > 1 else ''}" if cost else ""
     head = (
-        f"**Veo** for <@{first.user_id}> · {first.model} · {first.aspect} · "
-        f"seed {', '.join(str(j.seed) for j in jobs)}\n> {safe_prompt(first.prompt)}"
+        f"**Veo** for <@{first.user_id}> · {spec(first)} · "
+        f"seed {', '.join(str(j.seed) for j in jobs)}{cost}\n> {safe_prompt(first.prompt)}"
     )
     lines = [job_line(j, position=(positions or {}).get(j.id), now=now, pause=pause) for j in jobs]
     return fit([head, *lines])
@@ -150,8 +184,9 @@ def overview(
     pause: str | None = None,
     now: float | None = None,
     queued: int | None = None,
+    spend: float | None = None,
 ) -> str:
-    """The `/veo status` answer: the user's jobs, the queue, an estimate and the quota."""
+    """The `/veo status` answer: the user's jobs, the queue, an estimate, the quota and (Vertex AI) the spend."""
     now = time.time() if now is None else now
     lines = ["**Your Veo jobs**"]
     if not jobs:
@@ -159,6 +194,8 @@ def overview(
     for job in jobs:
         position = positions.get(job.id)
         line = job_line(job, position=position, now=now, pause=pause)
+        opts, cost = job.options, cost_text(job)
+        line += f" · {mode_label(opts)} · {opts.duration} s · {opts.resolution}" + (f" · {cost}" if cost else "")
         if job.state is JobState.QUEUED:
             line += f" · waiting {duration(now - job.created_at)}"
         eta = estimate(job, position=position, typical=typical, concurrency=concurrency, now=now, pause=pause)
@@ -170,6 +207,8 @@ def overview(
     if typical is not None:
         footer.append(f"A video takes about {duration(typical)} once started.")
     footer.append(quota_line(quota))
+    if spend is not None:
+        footer.append(f"Your estimated spend this month: ${spend:.2f}.")
     # the queue and quota lines matter most: keep them whole, shorten the job list instead
     room = MAX_CONTENT - len("\n".join(footer)) - 1
     return fit(lines, room) + "\n" + "\n".join(footer)
@@ -177,14 +216,21 @@ def overview(
 
 def details(job: Job, *, position: int | None = None, now: float | None = None) -> str:
     """One job in full, for `/veo status job` and the Details button."""
+    opts = job.options
     lines = [
         f"**Job #{job.id}** — {job_line(job, position=position, now=now)}",
         f"Model: {job.model} · aspect: {job.aspect} · seed: {job.seed}",
-        f"Prompt: {safe_prompt(job.prompt, 1500)}",
-        f"Created <t:{int(job.created_at)}:R>",
+        f"Mode: {mode_label(opts)} · duration: {opts.duration} s · resolution: {opts.resolution} · "
+        f"audio: {'on' if opts.audio else 'off'}",
+        f"Prompt: {safe_prompt(job.prompt, 1000)}",
     ]
-    if job.finished_at:
-        lines.append(f"Finished <t:{int(job.finished_at)}:R>")
+    if opts.negative_prompt:
+        lines.append(f"Avoid: {safe_prompt(opts.negative_prompt, 500)}")
+    if inputs := _inputs(opts):
+        lines.append(f"Inputs: {inputs}")
+    cost = cost_text(job)
+    lines.append(f"Cost: {cost}" + (f" ({job.backend})" if job.backend else "") if cost else "Cost: not estimated")
+    lines.append(_timings(job, now=time.time() if now is None else now))
     if (link := result_link(job)) is not None:
         lines.append(f"Result: {link}")
     if job.state in (JobState.FAILED, JobState.TIMED_OUT):
@@ -192,19 +238,52 @@ def details(job: Job, *, position: int | None = None, now: float | None = None) 
     return fit(lines)
 
 
+def _inputs(opts: JobOptions) -> str:
+    parts = []
+    if opts.image:
+        parts.append("first frame")
+    if opts.last_frame:
+        parts.append("last frame")
+    if opts.references:
+        parts.append(f"{len(opts.references)} reference image{'s' if len(opts.references) > 1 else ''}")
+    if opts.extends_job:
+        parts.append(f"the video of job #{opts.extends_job}")
+    return ", ".join(parts)
+
+
+def _timings(job: Job, *, now: float) -> str:
+    """Created, started and finished times, and how long the job waited and took."""
+    text = f"Created <t:{int(job.created_at)}:R>"
+    if job.submitted_at:
+        text += f" · waited {duration(job.submitted_at - job.created_at)} in the queue"
+        if job.finished_at:
+            text += f" · generated in {duration(job.finished_at - job.submitted_at)}"
+        elif not job.terminal:
+            text += f" · generating for {duration(now - job.submitted_at)}"
+    if job.finished_at:
+        text += f" · finished <t:{int(job.finished_at)}:R>"
+    return text
+
+
 def result_message(job: Job) -> str:
     return fit(
-        [
-            f"<@{job.user_id}> your video is ready · {job.model} · {job.aspect} · seed {job.seed}",
-            f"> {safe_prompt(job.prompt)}",
-            f"-# {marker(job)}",
-        ]
+        [f"<@{job.user_id}> your video is ready · {_summary(job)}", f"> {safe_prompt(job.prompt)}", f"-# {marker(job)}"]
     )
+
+
+def _summary(job: Job) -> str:
+    cost = cost_text(job)
+    return f"{spec(job)} · seed {job.seed}" + (f" · {cost}" if cost else "")
 
 
 def failure_message(job: Job, text: str) -> str:
     return fit(
-        [f"<@{job.user_id}> your video could not be made: {text}", f"> {safe_prompt(job.prompt)}", f"-# {marker(job)}"]
+        [
+            f"<@{job.user_id}> your video could not be made: {text}",
+            f"> {safe_prompt(job.prompt)}",
+            f"-# {spec(job)} · seed {job.seed}",
+            f"-# {marker(job)}",
+        ]
     )
 
 
@@ -216,7 +295,7 @@ def too_big_message(job: Job, size: int, limit: int, link: str | None) -> str:
     )
     return fit(
         [
-            f"<@{job.user_id}> your video is ready · {job.model} · {job.aspect} · seed {job.seed}",
+            f"<@{job.user_id}> your video is ready · {_summary(job)}",
             f"> {safe_prompt(job.prompt)}",
             f"The file is {size / 1048576:.1f} MiB, over this channel's {limit / 1048576:.0f} MiB upload limit, "
             + where,

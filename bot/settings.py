@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     #: JSON object overriding model ids, e.g. {"fast": "veo-3.1-fast-generate-001"}.
     vertex_models: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     vertex_max_concurrent: int = Field(10, ge=1, le=100)
+    #: Seconds one Vertex AI call may take; a submit that runs out is failed as unconfirmed, never re-sent.
+    vertex_http_timeout: float = Field(180.0, gt=0)
 
     flow_cookie_file: Path = Path("cookie.json")
     flow_token_refresh_margin: float = Field(300.0, ge=0)
@@ -65,6 +67,8 @@ class Settings(BaseSettings):
     veo_admin_role_ids: IdList = frozenset()
     veo_admin_channel_id: int | None = None
     veo_media_retention_days: float = Field(7.0, ge=0)
+    veo_http_port: int | None = Field(None, ge=1, le=65535)
+    veo_http_host: str = Field("127.0.0.1", min_length=1)
     veo_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     veo_log_format: Literal["text", "json"] = "text"
 
@@ -130,7 +134,7 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("discord_guild_id", "veo_admin_channel_id", mode="before")
+    @field_validator("discord_guild_id", "veo_admin_channel_id", "veo_http_port", mode="before")
     @classmethod
     def _empty_id_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -214,3 +214,38 @@ def test_quota_line() -> None:
     assert render.quota_line(fresh) == "Quota: 10 of 10 videos left in the last 24 h. Active: 0/2."
     admin = QuotaStatus(used=4, limit=None, remaining=None, resets_at=None, active=1, max_active=None)
     assert render.quota_line(admin).startswith("Quota: unlimited")
+
+
+def test_mode_duration_resolution_and_cost_are_named_everywhere() -> None:
+    from storage import JobOptions
+
+    cases = {
+        "text": JobOptions(),
+        "image": JobOptions(image="/d/inputs/a.png"),
+        "frames": JobOptions(image="/d/inputs/a.png", last_frame="/d/inputs/b.png"),
+        "references": JobOptions(references=("/d/inputs/a.png", "/d/inputs/b.png")),
+        "extension of job #7": JobOptions(video="/d/media/7.mp4", extends_job=7),
+    }
+    for label, options in cases.items():
+        j = job(options=options.model_copy(update={"duration": 6, "resolution": "1080p"}), cost=0.72, cost_unit="usd")
+        assert render.mode_label(j.options) == label
+        for text in (render.status_message([j], now=NOW), render.result_message(j), render.details(j, now=NOW)):
+            assert label in text and "6 s" in text and "1080p" in text and "$0.72" in text, text
+        assert label in render.failure_message(j, "x")
+        overview = render.overview([j], positions={}, quota=QUOTA, typical=None, concurrency=1, now=NOW)
+        assert f"{label} · 6 s · 1080p · est. $0.72" in overview
+    two = [job(id=1, cost=0.8, cost_unit="usd"), job(id=2, cost=0.8, cost_unit="usd")]
+    assert "est. $0.80 each" in render.status_message(two, now=NOW)
+    quiet = job(options=JobOptions(audio=False, negative_prompt="@everyone blur"))
+    text = render.details(quiet, now=NOW)
+    assert "audio: off" in text and "Avoid: " in text and "Cost: not estimated" in text
+    assert not MENTION.search(text)
+    assert "no audio" in render.result_message(quiet)
+
+
+def test_details_timings() -> None:
+    done = job(state=JobState.DELIVERED, submitted_at=NOW - 60, finished_at=NOW, created_at=NOW - 90)
+    text = render.details(done, now=NOW)
+    assert "waited 30s in the queue · generated in 1m 00s" in text
+    running = job(state=JobState.RUNNING, submitted_at=NOW - 45, created_at=NOW - 50)
+    assert "generating for 45s" in render.details(running, now=NOW)

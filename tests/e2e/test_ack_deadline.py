@@ -19,7 +19,7 @@ async def test_slow_store_defers_then_edits_the_status_in(
 ) -> None:
     async with running_bot(make_settings(tmp_path, emu, fd), fd) as bot:
         # discord.py loads extensions as fresh module objects: patch the one the bot runs
-        monkeypatch.setattr(sys.modules["cogs.veo"], "ACK_DEADLINE", 0.0)
+        monkeypatch.setattr(sys.modules["cogs.veo._queue"], "ACK_DEADLINE", 0.0)
         i = await fd.send_command("veo", "prompt", {"text": "a slow burst"}, user_id=USER_ID)
         cb = await fd.wait_callback(i)
         assert cb["type"] == 5  # deferred, privately
@@ -38,7 +38,7 @@ async def test_slow_store_refusal_stays_private(
     tmp_path: Path, emu: FlowEmulator, fd: FakeDiscord, cookie_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with running_bot(make_settings(tmp_path, emu, fd, veo_daily_quota=0), fd) as bot:
-        monkeypatch.setattr(sys.modules["cogs.veo"], "ACK_DEADLINE", 0.0)
+        monkeypatch.setattr(sys.modules["cogs.veo._queue"], "ACK_DEADLINE", 0.0)
         i = await fd.send_command("veo", "prompt", {"text": "over quota"}, user_id=USER_ID)
         cb = await fd.wait_callback(i)
         assert cb["type"] == 5

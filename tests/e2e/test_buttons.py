@@ -54,7 +54,7 @@ async def test_retry_and_details_on_a_result(
         job_id = await job_of(bot, await prompt(fd, "a paper boat", aspect="portrait", model="quality", seed=77))
         result = await fd.wait_for_message(lambda m: bool(m.attachments), timeout=15)
         await wait_state(bot, job_id, JobState.DELIVERED)
-        assert custom_ids(result) == [f"veo:retry:{job_id}", f"veo:details:{job_id}"]
+        assert custom_ids(result) == [f"veo:{a}:{job_id}" for a in ("retry", "edit", "details")]  # Flow: no Extend
 
         d = await click(fd, f"veo:details:{job_id}", USER_ID)
         assert d.ephemeral and "seed: 77" in d.content and "Model: quality" in d.content and "portrait" in d.content

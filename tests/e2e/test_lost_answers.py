@@ -45,7 +45,7 @@ async def test_jobs_of_an_expired_interaction_are_withdrawn(
     emu.outcome_for("stuck", Outcome.stuck())
     async with running_bot(make_settings(tmp_path, emu, fd), fd) as bot:
         if deferred:
-            monkeypatch.setattr(sys.modules["cogs.veo"], "ACK_DEADLINE", 0.0)
+            monkeypatch.setattr(sys.modules["cogs.veo._queue"], "ACK_DEADLINE", 0.0)
         fd.inject(*CALLBACK, 404, body=EXPIRED, times=3)  # the error reply is refused too
         await fd.send_command("veo", "prompt", {"text": "stuck: a late lighthouse", "count": 2}, user_id=USER_ID)
         jobs = await withdrawn(bot, fd, 2)
@@ -62,7 +62,7 @@ async def test_a_status_message_the_channel_refuses_withdraws_the_jobs_and_says_
     posted here either; the jobs are withdrawn and the private "thinking" answer says why."""
     emu.outcome_for("stuck", Outcome.stuck())
     async with running_bot(make_settings(tmp_path, emu, fd), fd) as bot:
-        monkeypatch.setattr(sys.modules["cogs.veo"], "ACK_DEADLINE", 0.0)
+        monkeypatch.setattr(sys.modules["cogs.veo._queue"], "ACK_DEADLINE", 0.0)
         fd.inject("POST", "/channels/{channel_id}/messages", 403)
         inter = await fd.send_command("veo", "prompt", {"text": "stuck: a closed channel"}, user_id=USER_ID)
         await withdrawn(bot, fd, 1)

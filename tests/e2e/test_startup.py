@@ -35,7 +35,7 @@ async def test_every_cog_loads_and_names_are_unique(
     prompt = next(o for o in next(c for c in synced if c["name"] == "veo")["options"] if o["name"] == "prompt")
     options = {o["name"]: o for o in prompt["options"]}
     assert [c["value"] for c in options["aspect"]["choices"]] == ["landscape", "portrait"]
-    assert [c["value"] for c in options["model"]["choices"]] == ["fast", "quality"]
+    assert [c["value"] for c in options["model"]["choices"]] == ["fast", "quality", "lite"]
     assert (options["seed"]["min_value"], options["seed"]["max_value"]) == (0, 2147483647)
     assert (options["count"]["min_value"], options["count"]["max_value"]) == (1, 4)
     assert options["text"]["required"] is True

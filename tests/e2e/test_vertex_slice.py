@@ -51,3 +51,22 @@ async def test_count_three_is_three_operations_each_its_own_job(
     assert len({j.seed for j in jobs}) == 3
     posted = sorted(m.attachments[0][1] for m in fd.messages if m.attachments)
     assert posted == sorted(vemu.video_bytes(n) for n in vemu.operations)
+
+
+async def test_status_shows_the_users_spend_and_admin_credits_the_months_against_the_budget(
+    tmp_path: Path, vemu: VertexEmulator, fd: FakeDiscord
+) -> None:
+    from tests.e2e.conftest import ADMIN_ID
+    from tests.e2e.test_commands import command
+
+    settings = make_vertex_settings(tmp_path, vemu, fd, veo_monthly_budget_usd=10.0)
+    async with running_bot(settings, fd) as bot:
+        i = await fd.send_command("veo", "prompt", {"text": "a tide pool", "model": "quality"}, user_id=USER_ID)
+        assert (await fd.wait_callback(i))["type"] == 4
+        await fd.wait_for_message(lambda m: bool(m.attachments), timeout=15)
+        await bot.worker.drain()
+        status = await command(fd, "status", user_id=USER_ID)
+        credits = await command(fd, "credits", name="veo-admin", user_id=ADMIN_ID)
+    assert "Your estimated spend this month: $3.20." in status.content  # quality, 720p, sound, 8 s at $0.40/s
+    assert "this month: $3.20 of $10.00 (32%)" in credits.content
+    assert "today: $3.20" in credits.content

@@ -139,8 +139,12 @@ def validate_commands(commands: Any) -> None:
     for i, cmd in enumerate(commands):
         cerr: Json = {}
         ctype = cmd.get("type", 1)
-        if (e := _check_name(cmd.get("name"), lower=ctype == 1)) is not None:
-            cerr["name"] = e
+        if ctype == 1:
+            if (e := _check_name(cmd.get("name"), lower=True)) is not None:
+                cerr["name"] = e
+        elif not isinstance(cmd.get("name"), str) or not 1 <= len(cmd["name"]) <= 32:
+            # User and message context menus may use spaces and capitals ("Animate with Veo").
+            cerr["name"] = _err("APPLICATION_COMMAND_INVALID_NAME", f"Command name is invalid: {cmd.get('name')!r}")
         key = (ctype, str(cmd.get("name")))
         if key in seen:
             cerr["name"] = _err("APPLICATION_COMMANDS_DUPLICATE_NAME", "Application command names must be unique")

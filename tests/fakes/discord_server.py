@@ -29,6 +29,7 @@ import yarl
 from aiohttp import web
 
 from tests.fakes import _discord_commands as cmds
+from tests.fakes._discord_creative import CreativeMixin
 from tests.fakes._discord_gateway import GatewayMixin
 from tests.fakes._discord_models import (
     BOT_PERMISSIONS,
@@ -73,7 +74,7 @@ DEFAULT_OWNER_ID = 1100000000000000005
 ADMINISTRATOR = "2147483647"  # every bit below 1<<31, including ADMINISTRATOR (1<<3)
 
 
-class FakeDiscord(RestMixin, GatewayMixin):
+class FakeDiscord(RestMixin, GatewayMixin, CreativeMixin):
     """In-process fake Discord. All recorded state is public for assertions; see the module docstring."""
 
     def __init__(

@@ -40,7 +40,7 @@ from bot.backends.errors import (
 )
 from bot.backends.vertex import _prices, _validate
 from bot.backends.vertex._errors import map_exception, support_code
-from bot.backends.vertex._files import write_mp4
+from bot.backends.vertex._files import InlineVideoOperation, write_mp4
 from bot.backends.vertex._models import resolve_models
 from bot.backends.vertex._schedule import PollSchedule
 
@@ -139,6 +139,10 @@ class VertexBackend:
 
     def can_extend(self) -> bool:
         return True
+
+    def web_link(self, ref: str) -> str | None:
+        """Vertex AI has no page a person could open for one operation: an oversize video stays in our media."""
+        return None
 
     async def balance(self) -> Balance | None:
         """Vertex has no balance to read; spend is estimated by us from the price table."""
@@ -249,7 +253,7 @@ class VertexBackend:
     async def _poll_one(self, ref: str) -> Outcome:
         try:
             async with self._slots:
-                op = await self._client.aio.operations.get(types.GenerateVideosOperation(name=ref))
+                op = await self._client.aio.operations.get(InlineVideoOperation(name=ref))
         except Exception as err:
             mapped = map_exception(err, model_id=_model_of(ref), submit=False)
             if isinstance(mapped, ModelUnavailable | BadRequest):
@@ -286,7 +290,7 @@ class VertexBackend:
         if outcome is None or outcome.handle is None:
             try:
                 async with self._slots:
-                    op = await self._client.aio.operations.get(types.GenerateVideosOperation(name=ref))
+                    op = await self._client.aio.operations.get(InlineVideoOperation(name=ref))
             except Exception as err:
                 raise map_exception(err, model_id=_model_of(ref), submit=False) from None
             outcome = self._outcome(ref, op)

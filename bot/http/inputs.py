@@ -1,0 +1,151 @@
+"""Reading request bodies: JSON or multipart into a pydantic model, and uploaded images onto disk.
+
+Parsed by hand rather than with FastAPI's Form parameters, so that one request model serves both encodings
+(the `openai` SDK always sends multipart) and every mistake is a 400 in our error shape, never a 422.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+
+from bot.http.errors import ApiError, validation_message
+
+M = TypeVar("M", bound=BaseModel)
+
+_IMAGE_KINDS = {"png": "PNG", "jpg": "JPEG", "webp": "WebP"}
+MAX_FORM_FIELDS = 32
+
+
+def sniff_image(head: bytes) -> str | None:
+    """The image kind from its first bytes (the declared content type is the client's guess, not proof)."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpg"
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def _nest(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Form fields to a dict; `video[id]` (how the SDK encodes nested objects) becomes {"video": {"id": ...}}."""
+    out: dict[str, Any] = {}
+    for name, value in items:
+        if name.endswith("]") and "[" in name:
+            outer, inner = name[:-1].split("[", 1)
+            slot = out.setdefault(outer, {})
+            if isinstance(slot, dict):
+                slot[inner] = value
+        else:
+            out[name] = value
+    return out
+
+
+class Body:
+    """A parsed request body: plain fields and uploaded files; close() frees the files' spool."""
+
+    def __init__(self, fields: dict[str, Any], files: dict[str, UploadFile]) -> None:
+        self.fields = fields
+        self.files = files
+        self._closers: list[UploadFile] = list(files.values())
+
+    async def close(self) -> None:
+        for upload in self._closers:
+            with contextlib.suppress(Exception):
+                await upload.close()
+
+
+async def read_body(request: Request, *, max_part: int) -> Body:
+    """JSON or multipart (or urlencoded) into fields and files; 400 for a body we cannot read."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        try:
+            form = await request.form(max_files=4, max_fields=MAX_FORM_FIELDS, max_part_size=max_part)
+        except MultiPartException as err:
+            raise ApiError(400, "invalid_request", f"The multipart body could not be read ({err.message}).") from None
+        except (ValueError, AssertionError, KeyError) as err:
+            raise ApiError(400, "invalid_request", "The form body could not be read.") from err
+        fields: list[tuple[str, Any]] = []
+        files: dict[str, UploadFile] = {}
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                files[name] = value
+            else:
+                fields.append((name, value))
+        return Body(_nest(fields), files)
+    raw = await request.body()
+    if ctype not in ("application/json", "") and not ctype.endswith("+json"):
+        raise ApiError(400, "invalid_request", "Send application/json or multipart/form-data.")
+    if not raw.strip():
+        return Body({}, {})
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_request", "The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_request", "The body must be a JSON object.")
+    return Body(data, {})
+
+
+def parse(model: type[M], fields: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(fields)
+    except ValidationError as err:
+        raise ApiError(400, "invalid_request", validation_message(err)) from None
+
+
+async def check_image(upload: UploadFile, *, cap: int) -> str:
+    """Refuse what is not a PNG, JPEG or WebP, or is over `cap` bytes; returns the file extension."""
+    size = upload.size
+    if size is None:
+        size = await asyncio.to_thread(_size_of, upload)
+    if size > cap:
+        raise ApiError(413, "file_too_large", f"input_reference is larger than {cap // (1024 * 1024)} MB.")
+    await upload.seek(0)
+    head = await upload.read(16)
+    await upload.seek(0)
+    kind = sniff_image(head)
+    if kind is None:
+        raise ApiError(400, "invalid_image", "input_reference must be a PNG, JPEG or WebP image.")
+    return kind
+
+
+def _size_of(upload: UploadFile) -> int:
+    upload.file.seek(0, os.SEEK_END)
+    return upload.file.tell()
+
+
+async def save_upload(upload: UploadFile, folder: Path, ext: str) -> Path:
+    """Copy the upload under `folder` (atomically, off the loop); the caller removes it if queueing fails."""
+    dest = folder / f"{uuid.uuid4().hex}.{ext}"
+
+    def copy() -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(".part")
+        upload.file.seek(0)
+        with tmp.open("wb") as out:
+            shutil.copyfileobj(upload.file, out, 256 * 1024)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+
+    await asyncio.to_thread(copy)
+    return dest
+
+
+async def discard(path: Path | None) -> None:
+    if path is not None:
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(path.unlink)
