@@ -190,7 +190,7 @@ SELECT id, ROW_NUMBER() OVER (ORDER BY turn, id) AS position FROM ranked ORDER B
 """)
 
 
-# A user's quota figures in one statement, not three: this runs inside every command's transaction.
+# A user's quota figures in one statement, not three (`/veo status`, `quota_status`; rounds use the batch form).
 _QUOTA_SQL = _sql(
     "SELECT (SELECT COUNT(*) FROM jobs INDEXED BY jobs_user_created"
     "        WHERE user_id = :user AND created_at > :since AND state NOT IN ({unsuccessful})),"
@@ -602,7 +602,7 @@ class Store:
         """Commit what commands queued (new jobs, status message ids), one transaction per round.
 
         The whole transaction runs as one function on the connection's thread: one round trip to it per
-        round instead of ~4 per command, so a burst never waits for the event loop between statements.
+        round instead of several per command, so a burst never waits for the event loop between statements.
         """
         while self._create_queue or self._status_queue:
             cancelled = False
