@@ -173,6 +173,7 @@ def vertex_backend(settings: Settings, redactor: Redactor) -> Backend:
             base_url=settings.vertex_api_base,
             models=settings.vertex_models,
             max_concurrent=settings.vertex_max_concurrent,
+            http_timeout=settings.vertex_http_timeout,
             first_poll_after=6 * interval,
             poll_interval=2 * interval,
             max_poll_interval=6 * interval,

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     #: JSON object overriding model ids, e.g. {"fast": "veo-3.1-fast-generate-001"}.
     vertex_models: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     vertex_max_concurrent: int = Field(10, ge=1, le=100)
+    #: Seconds one Vertex AI call may take; a submit that runs out is failed as unconfirmed, never re-sent.
+    vertex_http_timeout: float = Field(180.0, gt=0)
 
     flow_cookie_file: Path = Path("cookie.json")
     flow_token_refresh_margin: float = Field(300.0, ge=0)

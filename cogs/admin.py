@@ -17,7 +17,7 @@ from bot.backends.errors import BackendError
 from bot.backends.flow import errors as fe
 from bot.backends.flow.redact import mask_email
 from bot.errors import NotAdmin, UserFacingError
-from bot.messages import backend_error_text, flow_error_text
+from bot.messages import BACKEND_NAMES, backend_error_text, flow_error_text
 from bot.worker import month_of
 from cogs.veo import is_admin
 
@@ -148,12 +148,13 @@ class Admin(commands.GroupCog, group_name="veo-admin", group_description="Veo bo
             ephemeral=True,
         )
 
-    @app_commands.command(name="pause", description="Hold the queue: nothing new is sent to Flow")
+    @app_commands.command(name="pause", description="Hold the queue: nothing new is sent to the video service")
     async def pause(self, interaction: discord.Interaction) -> None:
         changed = await self.bot.worker.pause("admin", actor_id=interaction.user.id)
         await self._log(interaction, "pause")
+        where = BACKEND_NAMES.get(self.bot.backend.name, "the video service")
         await interaction.response.send_message(
-            "Queue paused. Jobs already at Flow finish and are posted; queued jobs wait."
+            f"Queue paused. Jobs already at {where} finish and are posted; queued jobs wait."
             if changed
             else "The queue is already on hold.",
             ephemeral=True,

@@ -687,13 +687,16 @@ class Store:
     ) -> float:
         """Estimated spend in `unit` of jobs created since `since` that made (or may still make) a video.
 
-        `submitted_only`: only jobs a backend took (money at stake), not those still waiting in our queue.
+        A submit that may have been accepted but was never confirmed (``unconfirmed``, ``interrupted``) counts:
+        the money may be gone. `submitted_only`: only jobs a backend took, not those still in our queue.
         """
         value = await self._scalar(
             _sql(
                 "SELECT TOTAL(cost) FROM jobs INDEXED BY jobs_spend WHERE cost > 0 AND cost_unit = :unit"
-                " AND created_at >= :since AND state NOT IN ({unsuccessful})"
-                " AND (:user IS NULL OR user_id = :user) AND (:submitted = 0 OR backend IS NOT NULL)"
+                " AND created_at >= :since AND (state NOT IN ({unsuccessful}) OR error_kind IN ({maybe_charged}))"
+                " AND (:user IS NULL OR user_id = :user)"
+                " AND (:submitted = 0 OR backend IS NOT NULL OR error_kind IN ({maybe_charged}))",
+                maybe_charged="'interrupted', 'unconfirmed'",
             ),
             {"unit": unit, "since": since, "user": user_id, "submitted": int(submitted_only)},
         )

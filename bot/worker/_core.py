@@ -23,6 +23,7 @@ from bot.worker._deliver import DeliverMixin
 from bot.worker._poll import PollMixin
 from bot.worker._submit import SubmitMixin
 from bot.worker._types import (
+    BUDGET_HOLD_KEY,
     BUDGET_OVERRIDE_KEY,
     CREDENTIAL_HOLDS,
     HOLD_PROBE_INTERVAL,
@@ -264,7 +265,12 @@ class Worker(SubmitMixin, PollMixin, DeliverMixin):
             return
         self._next_probe = now + HOLD_PROBE_INTERVAL
         if reason == "budget":
-            if not await self.over_budget():
+            # Only a new month lifts it: the spend so far may be under the budget while the next job is not.
+            month = month_of(self.wall())[0]
+            held_for = await self.store.kv_get(BUDGET_HOLD_KEY)
+            if held_for is None:
+                await self.store.kv_set(BUDGET_HOLD_KEY, month)
+            elif held_for != month:
                 log.info("a new month: the budget hold lifts")
                 await self.resume()
             return
@@ -279,6 +285,11 @@ class Worker(SubmitMixin, PollMixin, DeliverMixin):
             return
         log.info("the %s credentials work again: the hold lifts", name)
         await self.resume()
+
+    async def hold_for_budget(self) -> None:
+        """Hold the queue for this month's budget (admins told once); it lifts next month or on an admin resume."""
+        await self.store.kv_set(BUDGET_HOLD_KEY, month_of(self.wall())[0])
+        await self.pause("budget")
 
     async def over_budget(self, extra: float = 0.0) -> bool:
         """Whether this month's estimated Vertex AI spend (plus `extra`) passes VEO_MONTHLY_BUDGET_USD."""

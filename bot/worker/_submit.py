@@ -72,7 +72,7 @@ class SubmitMixin:
             return 0
         backend = self.backend
         if backend.name == "vertex" and await self.over_budget():
-            await self.pause("budget")
+            await self.hold_for_budget()
             return 0
         free = backend.max_concurrent - await self.store.count_in_flight(backend.name)
         if free <= 0:
@@ -101,7 +101,7 @@ class SubmitMixin:
             kept[key] = jobs
         if over:
             await self._requeue(over)
-            await self.pause("budget")
+            await self.hold_for_budget()
         return kept
 
     async def _requeue(self: Worker, jobs: list[Job]) -> None:
@@ -142,6 +142,7 @@ class SubmitMixin:
         )
         if moved:
             job_logger(log, job.id).info("submitted to %s", backend.name)
+            await self._rearm(f"model:{job.model.value}")
             await self._changed(moved)
         else:
             # Cancelled while we were submitting: the backend will make it, we will not post it.
@@ -179,7 +180,8 @@ class SubmitMixin:
             case be.ModelUnavailable():
                 kind = "model_not_allowed"
                 if backend.name == "vertex":
-                    await self._alert_once(f"model:{err.model_id}", model_missing_alert(err.model_id))
+                    for job in jobs:  # re-armed when this model works again (see _submitted)
+                        await self._alert_once(f"model:{job.model.value}", model_missing_alert(err.model_id))
             case be.SafetyRejected():
                 kind = "blocked" if backend.name == "vertex" else "rejected"
             case be.BadRequest():

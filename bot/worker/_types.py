@@ -25,6 +25,8 @@ PAUSE_DETAIL_KEY = "queue_paused_detail"
 PROJECT_KEY = "flow_project_id"
 #: "YYYY-MM" of a month in which an admin resumed a queue held for the budget: the budget is not re-applied then.
 BUDGET_OVERRIDE_KEY = "budget_override_month"
+#: "YYYY-MM" of the month whose budget the queue is held for: the hold lifts by itself only once that month is over.
+BUDGET_HOLD_KEY = "budget_hold_month"
 
 #: Holds that mean "this backend's credentials do not work": its jobs are not polled (so they cannot time out)
 #: and a free check probes for the fix.

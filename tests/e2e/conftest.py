@@ -116,3 +116,22 @@ def make_vertex_settings(tmp_path: Path, vemu: VertexEmulator, fd: FakeDiscord, 
 async def vbot(tmp_path: Path, vemu: VertexEmulator, fd: FakeDiscord) -> AsyncIterator[VeoBot]:
     async with running_bot(make_vertex_settings(tmp_path, vemu, fd), fd) as running:
         yield running
+
+
+# --- either backend: tests written once, run on both ---------------------------------------------------------
+
+
+@pytest.fixture(params=["flow", "vertex"])
+async def gen(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    """The emulator of the backend under test (tests/e2e/backends.py), with what that backend needs on disk."""
+    from tests.e2e.backends import Gen
+
+    if request.param == "flow":
+        async with FlowEmulator(polls_to_finish=2, video_size=48 * 1024) as flow:
+            flow.write_cookie_file(tmp_path / "cookie.json")
+            yield Gen("flow", tmp_path, flow=flow)
+        return
+    for name in SDK_ENV:
+        monkeypatch.delenv(name, raising=False)
+    async with VertexEmulator(polls_to_finish=2, video_size=48 * 1024) as vertex:
+        yield Gen("vertex", tmp_path, vertex=vertex)

@@ -1,13 +1,15 @@
 """Authorization is checked on our side: Discord's permissions can be overridden by any server admin.
 
 Every `/veo-admin` subcommand by a user whose Discord permissions allow everything is refused and changes
-nothing (database tables, the cookie file, Flow traffic, channel messages). Other users' jobs cannot be
-cancelled, inspected, retried or even seen through commands, autocomplete or buttons. Admins by role id work.
+nothing (database tables, the cookie file, backend traffic, channel messages), on Flow and on Vertex AI. Other
+users' jobs cannot be cancelled, inspected, retried or even seen through commands, autocomplete or buttons.
+Admins by role id work.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,9 +20,10 @@ import pytest
 
 from bot.app import VeoBot
 from storage import Job, JobState
+from tests.e2e.backends import Gen
 from tests.e2e.conftest import ADMIN_ID, OTHER_ID, USER_ID, make_settings, running_bot
 from tests.fakes.discord_server import FakeDiscord, Interaction
-from tests.fakes.flow_emulator import FlowEmulator, Outcome
+from tests.fakes.flow_emulator import FlowEmulator
 
 EPHEMERAL = 64
 EVERYTHING = "2147483647"  # every permission bit Discord has below 1<<31, ADMINISTRATOR included
@@ -45,16 +48,19 @@ class World:
 
     tables: dict[str, list[tuple[Any, ...]]]
     cookie: bytes
+    #: Requests to the backend that could change something there (all but status polls).
     flow_requests: int
     channel_posts: int
     edits: int
 
     @classmethod
-    async def capture(cls, bot: VeoBot, emu: FlowEmulator, fd: FakeDiscord) -> World:
+    async def capture(cls, bot: VeoBot, emu: FlowEmulator | Gen, fd: FakeDiscord) -> World:
+        gen = emu if isinstance(emu, Gen) else Gen("flow", bot.settings.flow_cookie_file.parent, flow=emu)
+        secret_file = gen.secret_file
         return cls(
             tables=await asyncio.to_thread(_dump, bot.settings.database_path),
-            cookie=bot.settings.flow_cookie_file.read_bytes(),
-            flow_requests=len([r for r in emu.requests if r.route != "status"]),
+            cookie=secret_file.read_bytes() if secret_file is not None else b"",
+            flow_requests=gen.requests_but_polls(),
             channel_posts=len(fd.messages),
             edits=len(fd.edits),
         )
@@ -78,9 +84,12 @@ async def run(fd: FakeDiscord, i: Interaction) -> dict[str, Any]:
     return cb
 
 
-def new_export(emu: FlowEmulator, tmp_path: Path) -> bytes:
+def new_export(gen: Gen, tmp_path: Path) -> bytes:
+    """A credentials file an attacker uploads: a Flow cookie export, or a service-account-looking key file."""
+    if gen.flow is None:
+        return json.dumps({"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----x"}).encode()
     path = tmp_path / "upload.json"
-    emu.write_cookie_file(path, fmt="object")
+    gen.flow.write_cookie_file(path, fmt="object")
     return path.read_bytes()
 
 
@@ -96,9 +105,9 @@ ADMIN_CALLS: list[tuple[str, dict[str, Any], bool]] = [
 
 
 @pytest.fixture
-async def paused_bot(tmp_path: Path, emu: FlowEmulator, fd: FakeDiscord, cookie_file: Path) -> AsyncIterator[VeoBot]:
+async def paused_bot(gen: Gen, fd: FakeDiscord) -> AsyncIterator[VeoBot]:
     """A bot whose queue an admin paused and where USER_ID has a quota override: every command could change it."""
-    async with running_bot(make_settings(tmp_path, emu, fd), fd) as bot:
+    async with running_bot(gen.settings(fd), fd) as bot:
         for sub, options in (("pause", {}), ("quota", {"user": USER_ID, "daily": 3})):
             i = await fd.send_command("veo-admin", sub, options, user_id=ADMIN_ID)
             refusal(await fd.wait_callback(i))
@@ -115,18 +124,20 @@ async def test_admin_command_is_hidden_by_default_in_discord(bot: VeoBot, fd: Fa
 
 
 async def test_admin_commands_by_a_non_admin_are_refused_and_change_nothing(
-    paused_bot: VeoBot, emu: FlowEmulator, fd: FakeDiscord, tmp_path: Path
+    paused_bot: VeoBot, gen: Gen, fd: FakeDiscord, tmp_path: Path
 ) -> None:
     """Every subcommand in turn, one bot: each must leave the world exactly as the previous one found it."""
+    emu = gen
     before = await World.capture(paused_bot, emu, fd)
     for sub, options, upload in ADMIN_CALLS:
-        attachments = {"file": ("cookie.json", new_export(emu, tmp_path), "application/json")} if upload else None
+        attachments = {"file": ("cookie.json", new_export(gen, tmp_path), "application/json")} if upload else None
         i = await fd.send_command(
             "veo-admin", sub, options, user_id=USER_ID, permissions=EVERYTHING, attachments=attachments
         )
         content = refusal(await run(fd, i))
         assert "admin" in content.lower(), (sub, content)
         assert "credits:" not in content.lower() and "tier" not in content.lower(), (sub, content)
+        assert "spend" not in content.lower() and "$" not in content, (sub, content)
         await paused_bot.worker.wait_ticks(2)
         assert await World.capture(paused_bot, emu, fd) == before, f"/veo-admin {sub} by a non-admin changed state"
         assert not i.followups, f"/veo-admin {sub}: a refused command sent more than its refusal"
@@ -176,12 +187,10 @@ async def test_admin_by_role_id_is_allowed(
 
 
 @pytest.fixture
-async def two_jobs(
-    tmp_path: Path, emu: FlowEmulator, fd: FakeDiscord, cookie_file: Path
-) -> AsyncIterator[tuple[VeoBot, Job, Job]]:
-    """USER_ID's jobs: one stuck at Flow (cancellable, with a Cancel button), one delivered (Retry, Details)."""
-    emu.outcome_for(STUCK, Outcome.stuck())
-    async with running_bot(make_settings(tmp_path, emu, fd), fd) as bot:
+async def two_jobs(gen: Gen, fd: FakeDiscord) -> AsyncIterator[tuple[VeoBot, Job, Job]]:
+    """USER_ID's jobs: one stuck at the backend (cancellable, with a Cancel button), one delivered (Retry, Details)."""
+    gen.ends(STUCK, "stuck")
+    async with running_bot(gen.settings(fd), fd) as bot:
         for text in (f"{STUCK} a secret garden", "a private lighthouse"):
             i = await fd.send_command("veo", "prompt", {"text": text}, user_id=USER_ID)
             assert not (await fd.wait_callback(i))["data"].get("flags")
@@ -198,8 +207,9 @@ def no_such_job(job_id: int) -> str:
 
 
 async def test_cancel_and_status_of_another_users_job_reveal_nothing(
-    two_jobs: tuple[VeoBot, Job, Job], emu: FlowEmulator, fd: FakeDiscord
+    two_jobs: tuple[VeoBot, Job, Job], gen: Gen, fd: FakeDiscord
 ) -> None:
+    emu = gen
     bot, running, delivered = two_jobs
     missing = delivered.id + 1000
     before = await World.capture(bot, emu, fd)
@@ -232,8 +242,9 @@ async def test_another_users_jobs_are_not_listed(two_jobs: tuple[VeoBot, Job, Jo
 
 
 async def test_buttons_on_another_users_job_are_refused(
-    two_jobs: tuple[VeoBot, Job, Job], emu: FlowEmulator, fd: FakeDiscord
+    two_jobs: tuple[VeoBot, Job, Job], gen: Gen, fd: FakeDiscord
 ) -> None:
+    emu = gen
     bot, running, delivered = two_jobs
     assert running.status_message_id and delivered.result_message_id
     clicks = [
@@ -259,8 +270,9 @@ async def test_buttons_on_another_users_job_are_refused(
     assert (await bot.store.get_job(running.id)).state is JobState.CANCELLED  # type: ignore[union-attr]
 
 
-async def test_admin_command_from_a_dm_is_refused(paused_bot: VeoBot, emu: FlowEmulator, fd: FakeDiscord) -> None:
+async def test_admin_command_from_a_dm_is_refused(paused_bot: VeoBot, gen: Gen, fd: FakeDiscord) -> None:
     """A forged or stale client may send /veo-admin outside a server: no member, no roles, still refused."""
+    emu = gen
     before = await World.capture(paused_bot, emu, fd)
     for uid in (USER_ID, OTHER_ID):
         i = await fd.send_command("veo-admin", "resume", user_id=uid, guild=False, validate=False)

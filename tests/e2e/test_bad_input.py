@@ -1,7 +1,8 @@
 """Bad input through `/veo prompt` on the fake Discord: accepted and made inert, or refused ephemerally.
 
 One running bot serves every hypothesis example (quota and active limits raised so that only the input decides);
-Flow is kept busy with a never-finishing generation so the examples exercise the command, not the pipeline.
+the backend (Flow, then Vertex AI: the `gen` fixture) is kept busy with a never-finishing generation so the
+examples exercise the command, not the pipeline. Cookie uploads are Flow's alone.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from hypothesis import strategies as st
 
 from bot.app import VeoBot
 from storage import JobState
-from tests.e2e.conftest import ADMIN_ID, OTHER_ID, USER_ID, make_settings, running_bot
+from tests.e2e.backends import Gen
+from tests.e2e.conftest import ADMIN_ID, OTHER_ID, USER_ID, running_bot
 from tests.fakes.discord_server import FakeDiscord, Interaction
-from tests.fakes.flow_emulator import FlowEmulator, Outcome
+from tests.fakes.flow_emulator import FlowEmulator
 
 EPHEMERAL = 64
 SEED_MAX = 2_147_483_647
@@ -113,13 +115,11 @@ async def job_total(bot: VeoBot) -> int:
 
 
 @pytest.fixture
-async def busy_bot(tmp_path: Path, emu: FlowEmulator, fd: FakeDiscord, cookie_file: Path) -> AsyncIterator[VeoBot]:
-    """A bot whose limits never refuse, with one Flow slot held by a generation that never ends."""
-    emu.outcome_for("", Outcome.stuck())
+async def busy_bot(gen: Gen, fd: FakeDiscord) -> AsyncIterator[VeoBot]:
+    """A bot whose limits never refuse, with its one backend slot held by a generation that never ends."""
+    gen.ends("", "stuck")
     fd.add_role(ROLE_ID, "team")
-    settings = make_settings(
-        tmp_path, emu, fd, veo_daily_quota=100_000, veo_max_active_per_user=100_000, flow_max_concurrent=1
-    )
+    settings = gen.settings(fd, veo_daily_quota=100_000, veo_max_active_per_user=100_000, max_concurrent=1)
     async with running_bot(settings, fd) as bot:
         yield bot
 
@@ -183,15 +183,13 @@ async def test_prompt_of_only_bidi_controls_is_refused_as_empty(busy_bot: VeoBot
     assert await job_total(busy_bot) == 0
 
 
-async def test_hostile_prompt_stays_inert_in_every_later_message(
-    tmp_path: Path, emu: FlowEmulator, fd: FakeDiscord, cookie_file: Path
-) -> None:
+async def test_hostile_prompt_stays_inert_in_every_later_message(gen: Gen, fd: FakeDiscord) -> None:
     """The result post, the failure notice, the status edits, Details and `/veo status job:` escape it too."""
     nasty = f"@everyone @here <@{OTHER_ID}> <@&{ROLE_ID}> **b** `c` ||s||\n> q\n# h "
     longest = (nasty * 40)[:MAX_PROMPT].strip()  # escaping doubles it: the 2000-character cap must still hold
-    emu.outcome_for("FAILME", Outcome.failed())
+    gen.ends("FAILME", "failed")
     fd.add_role(ROLE_ID, "team")
-    async with running_bot(make_settings(tmp_path, emu, fd), fd) as bot:
+    async with running_bot(gen.settings(fd), fd) as bot:
         for text in (longest, nasty + " FAILME"):
             _, cb = await prompt(fd, {"text": text}, validate=True)
             assert not (cb["data"].get("flags") or 0) & EPHEMERAL

@@ -1,10 +1,13 @@
 """Crash suite: the real `python -m bot`, SIGKILLed again and again while jobs flow, restarted each time.
 
+It runs on both backends (Flow and Veo on Vertex AI), each against its emulator; only how a job is held at a
+boundary differs (tests/e2e/test_crash.py `FlowSide` / `VertexSide`).
+
 Over VEO_CRASH_JOBS jobs (default 50) from several users, the bot is killed once at every state boundary (a
 job held in queued + submitting, running, downloading, delivering before the post lands, delivering after it
 landed, and the same after a long outage), then VEO_CRASH_RANDOM_KILLS more times (default 6) at seeded random
 moments (VEO_CRASH_SEED). In the end every job is terminal with a reason, none is lost, none is posted twice,
-and Flow never made two videos for one job. A longer local run:
+and the backend never made two videos for one job. A longer local run:
 
     VEO_CRASH_JOBS=300 VEO_CRASH_RANDOM_KILLS=60 .venv/bin/pytest tests/e2e/test_crash.py
 """
@@ -20,6 +23,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +33,8 @@ from tests.e2e.procs import bot_env, start_bot
 from tests.e2e.test_delivery import SlowDiscord, age_posting, post_chatter, posts_per_job, settled, slow_discord
 from tests.fakes.discord_server import FakeClock
 from tests.fakes.flow_emulator import Fault, FlowEmulator, Outcome
+from tests.fakes.vertex_emulator import Ending, VertexEmulator
+from tests.fakes.vertex_emulator import Fault as VertexFault
 
 JOBS = int(os.environ.get("VEO_CRASH_JOBS", "50"))
 RANDOM_KILLS = int(os.environ.get("VEO_CRASH_RANDOM_KILLS", "6"))
@@ -49,11 +55,82 @@ class Command:
 
 
 @dataclass
+class FlowSide:
+    """How the crash rounds hold a Flow job at a boundary, and what Flow made."""
+
+    emu: FlowEmulator
+    submit_route = "generate"
+    poll_route = "status"
+
+    def env(self) -> dict[str, str]:
+        return {"FLOW_MAX_CONCURRENT": "8"}
+
+    def hang_submit(self) -> None:
+        self.emu.inject("generate", Fault.hang())
+
+    async def hold_download(self, crashes: Crashes) -> None:
+        before = len(self.emu.calls("fife"))
+        self.emu.inject("fife", Fault.hang())
+        await crashes.send(1)
+        await crashes.until("fife", before + 1)
+
+    def after_kill(self) -> None:
+        self.emu.release_hung()  # what the dead process left hanging completes at Flow's end
+
+    def made(self) -> dict[str, tuple[str, int]]:
+        """Every generation the backend made: its name → (prompt, seed)."""
+        return {name: (g.prompt, g.seed) for name, g in self.emu.generations.items()}
+
+
+@dataclass
+class VertexSide:
+    """Vertex AI returns the video inside the poll answer: a download is held by bytes that are not an MP4 (the
+    bot retries, re-reading the operation), which turn into the real video once the bot is dead."""
+
+    emu: VertexEmulator
+    submit_route = "submit"
+    poll_route = "poll"
+    held_text: str | None = None
+
+    def env(self) -> dict[str, str]:
+        return {"VERTEX_MAX_CONCURRENT": "8"}
+
+    def hang_submit(self) -> None:
+        self.emu.inject("submit", VertexFault.hang(accept=True))  # the worst case: Vertex started the operation
+
+    async def hold_download(self, crashes: Crashes) -> None:
+        self.held_text = crashes.pending[0].text
+        self.emu.ending_for(self.held_text, Ending.not_mp4(), first=True)
+        await crashes.send(1)
+        emu = self.emu
+
+        def refetched() -> bool:  # the bot read a finished operation again: its first download failed
+            held = {n for n, op in emu.operations.items() if op.ending.kind == "not_mp4"}
+            reads = Counter((r.json or {}).get("operationName") for r in emu.calls("poll"))
+            return any(reads[name] > emu.polls_to_finish for name in held)
+
+        await asyncio.wait_for(emu.wait_until(refetched), STEP_TIMEOUT)
+
+    def after_kill(self) -> None:
+        self.emu.release_hung()
+        if self.held_text is not None:
+            self.emu.forget_ending(self.held_text)
+            self.held_text = None
+        for name, op in self.emu.operations.items():
+            if op.ending.kind == "not_mp4":
+                self.emu.set_ending(name, Ending.video())
+
+    def made(self) -> dict[str, tuple[str, int]]:
+        return {n: (op.instance["prompt"], op.parameters["seed"]) for n, op in self.emu.operations.items()}
+
+
+@dataclass
 class Crashes:
     """One bot process at a time against the fakes; every kill is recorded with the states it caught."""
 
     tmp_path: Path
-    emu: FlowEmulator
+    emu: FlowEmulator | VertexEmulator
+    side: FlowSide | VertexSide
     fd: SlowDiscord
     rng: random.Random
     pending: list[Command]
@@ -75,9 +152,9 @@ class Crashes:
             self.fd,
             VEO_DAILY_QUOTA="1000",
             VEO_MAX_ACTIVE_PER_USER="100",
-            FLOW_MAX_CONCURRENT="8",
             VEO_JOB_TIMEOUT="600",
             VEO_LOG_LEVEL="INFO",
+            **self.side.env(),
         )
         self.proc = await start_bot(self.tmp_path, env, f"run{self.runs}.log")
         await self.fd.wait_until(
@@ -90,7 +167,7 @@ class Crashes:
         assert await self.proc.wait() == -signal.SIGKILL
         self.proc = None
         self.caught.append((why, Counter(j.state for j in await self.jobs() if not j.terminal)))
-        self.emu.release_hung()  # what the dead process left hanging completes at Flow's end
+        self.side.after_kill()
         self.fd.release(drop=True)  # a post held before it existed dies with its connection
 
     async def send(self, n: int = 1) -> None:
@@ -113,7 +190,7 @@ class Crashes:
             await store.close()
 
     async def until(self, route: str, count: int, timeout: float = STEP_TIMEOUT) -> None:
-        """Wait until Flow has received `count` requests on `route` (held ones included)."""
+        """Wait until the backend has received `count` requests on `route` (held ones included)."""
         await asyncio.wait_for(self.emu.wait_for_calls(route, count), timeout)
 
     # --- one round per kill ----------------------------------------------------------------------------------
@@ -122,22 +199,20 @@ class Crashes:
         """Start, send work, hold a job at `kind`, kill there."""
         await self.start()
         await self.send(batch)
+        submit, poll = self.side.submit_route, self.side.poll_route
         if kind == "queued+submitting":
-            before = len(self.emu.calls("generate"))
-            self.emu.inject("generate", Fault.hang())
+            before = len(self.emu.calls(submit))
+            self.side.hang_submit()
             await self.send(1)
-            await self.until("generate", before + 1)  # held: the submitter is busy...
+            await self.until(submit, before + 1)  # held: the submitter is busy...
             await self.send(1)  # ...so this one waits in the queue
         elif kind == "running":
-            before = len(self.emu.calls("generate"))
+            before = len(self.emu.calls(submit))
             await self.send(1)
-            await self.until("generate", before + 1)
-            await self.until("status", len(self.emu.calls("status")) + 2)
+            await self.until(submit, before + 1)
+            await self.until(poll, len(self.emu.calls(poll)) + 2)
         elif kind == "downloading":
-            before = len(self.emu.calls("fife"))
-            self.emu.inject("fife", Fault.hang())
-            await self.send(1)
-            await self.until("fife", before + 1)
+            await self.side.hold_download(self)
         else:  # delivering: the post held before it exists, or after (it landed; the answer never comes)
             self.fd.hold(after=kind != "delivering")
             await self.send(1)
@@ -163,7 +238,8 @@ class Crashes:
         await self.start()
         await self.send(batch)
         with contextlib.suppress(TimeoutError):
-            await self.until("status", len(self.emu.calls("status")) + self.rng.randint(1, 12), timeout=4)
+            poll = self.side.poll_route
+            await self.until(poll, len(self.emu.calls(poll)) + self.rng.randint(1, 12), timeout=4)
         await self.kill("random")
 
     async def finish(self) -> list[Job]:
@@ -209,18 +285,31 @@ async def crash_fd() -> AsyncIterator[SlowDiscord]:
         yield fake
 
 
+@contextlib.asynccontextmanager
+async def crash_backend(name: str, tmp_path: Path) -> AsyncIterator[tuple[FlowEmulator | VertexEmulator, Any]]:
+    """The emulator of `name` with its side, blocked prompts ending in a safety filter."""
+    if name == "flow":
+        async with FlowEmulator(polls_to_finish=3, video_size=16 * 1024, credits=100 * 20 * JOBS) as flow:
+            flow.outcome_for(BLOCKED, Outcome.failed("PUBLIC_ERROR_DANGER_FILTER"))
+            flow.write_cookie_file(tmp_path / "cookie.json")
+            yield flow, FlowSide(flow)
+        return
+    async with VertexEmulator(polls_to_finish=3, video_size=16 * 1024) as vertex:
+        vertex.ending_for(BLOCKED, Ending.filtered())
+        yield vertex, VertexSide(vertex)
+
+
+@pytest.mark.parametrize("backend", ["flow", "vertex"])
 async def test_sigkill_at_every_boundary_and_at_random_loses_nothing_and_posts_once(
-    tmp_path: Path, crash_fd: SlowDiscord
+    tmp_path: Path, crash_fd: SlowDiscord, backend: str
 ) -> None:
     rng = random.Random(SEED)
     fd = crash_fd
-    async with FlowEmulator(polls_to_finish=3, video_size=16 * 1024, credits=100 * 20 * JOBS) as emu:
-        emu.outcome_for(BLOCKED, Outcome.failed("PUBLIC_ERROR_DANGER_FILTER"))
-        emu.write_cookie_file(tmp_path / "cookie.json")
+    async with crash_backend(backend, tmp_path) as (emu, side):
         plan = commands(rng, JOBS)
         kills = [*BOUNDARIES, *["random"] * RANDOM_KILLS]
         batch = max(1, len(plan) // (len(kills) + 1))
-        crashes = Crashes(tmp_path, emu, fd, rng, pending=plan)
+        crashes = Crashes(tmp_path, emu, side, fd, rng, pending=plan)
         try:
             for kind in kills:
                 if kind == "random":
@@ -234,29 +323,32 @@ async def test_sigkill_at_every_boundary_and_at_random_loses_nothing_and_posts_o
                 await crashes.proc.wait()
             emu.release_hung()
             fd.release()
+        made = side.made()
 
     # Every accepted job exists, is terminal, and says why.
     assert len(jobs) == sum(c.count for c in crashes.sent) == JOBS
     for job in jobs:
         assert job.terminal, job
+        assert job.backend in (None, backend), job
         if job.state is JobState.DELIVERED:
             assert job.result_message_id is not None
         else:
             assert job.error_kind and job.notified_at is not None, job
     # Exactly one post per job (its video, link or failure notice), and the recorded one is that post.
-    assert posts_per_job(fd) == {j.id: 1 for j in jobs}
+    per_job = posts_per_job(fd)
+    assert per_job == {j.id: 1 for j in jobs}
     by_id = {m.id: m for m in fd.messages}
     for job in jobs:
         message = by_id[job.result_message_id or job.notice_message_id or 0]
         assert f"veo job {job.id}" in message.content
         assert bool(message.attachments) is (job.state is JobState.DELIVERED)
-    # Flow made at most one video per job, and each delivered job's video is the one it made.
-    made = Counter((g.prompt, g.seed) for g in emu.generations.values())
-    assert max(made.values()) == 1, [k for k, n in made.items() if n > 1]
+    # The backend made at most one video per job, and each delivered job's video is the one it made.
+    counts = Counter(made.values())
+    assert max(counts.values()) == 1, [k for k, n in counts.items() if n > 1]
     for job in jobs:
         if job.state is JobState.DELIVERED:
-            (gen,) = [g for g in emu.generations.values() if (g.prompt, g.seed) == (job.prompt, job.seed)]
-            assert by_id[job.result_message_id or 0].attachments[0][1] == emu.video_bytes(gen.name)
+            (name,) = [n for n, key in made.items() if key == (job.prompt, job.seed)]
+            assert by_id[job.result_message_id or 0].attachments[0][1] == emu.video_bytes(name)
         elif job.error_kind == "content_filter":
             assert BLOCKED in job.prompt
     # The post held before it existed really died with its process (it did not land behind the kill).
@@ -266,3 +358,8 @@ async def test_sigkill_at_every_boundary_and_at_random_loses_nothing_and_posts_o
     assert states >= EVERY_STATE, crashes.caught
     logs = "".join((tmp_path / f"run{n}.log").read_text() for n in range(1, crashes.runs + 1))
     assert "Traceback" not in logs
+    outcomes = Counter(j.error_kind or j.state.value for j in jobs)
+    print(  # the figures the report quotes (pytest -s)
+        f"\ncrash suite on {backend}: {len(crashes.caught)} SIGKILLs, {crashes.runs} runs, {len(jobs)} jobs, "
+        f"{len(made)} generations, posts per job {set(per_job.values())}, outcomes {dict(outcomes)}"
+    )

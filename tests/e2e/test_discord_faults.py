@@ -1,6 +1,7 @@
 """The Discord fault matrix: whatever Discord does to the post or the gateway, each job is delivered exactly once.
 
-Real bot in-process (production wiring, test_delivery.started_bot) against the fake Discord and the Flow emulator.
+Real bot in-process (production wiring, test_delivery.started_bot) against the fake Discord and either backend's
+emulator (the `gen` fixture: Flow and Vertex AI); only the link to Flow's project page is Flow's alone.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import pytest
 from bot.delivery import DEFAULT_UPLOAD_LIMIT
 from bot.messages import failure_text
 from storage import JobState
-from tests.e2e.conftest import make_settings
+from tests.e2e.backends import FAILED_KIND, Gen
+from tests.e2e.conftest import make_settings, make_vertex_settings
 from tests.e2e.test_delivery import (
     SlowDiscord,
     advance,
@@ -29,6 +31,7 @@ from tests.e2e.test_delivery import (
 )
 from tests.fakes.discord_server import FakeClock
 from tests.fakes.flow_emulator import FlowEmulator, Outcome
+from tests.fakes.vertex_emulator import VertexEmulator
 
 POST = ("POST", "/channels/{channel_id}/messages")
 MIB = 1024 * 1024
@@ -66,11 +69,9 @@ POST_FAULTS = [
 
 
 @pytest.mark.parametrize("fault", [pytest.param(f, id=f.id) for f in POST_FAULTS])
-async def test_post_fault(
-    tmp_path: Path, emu: FlowEmulator, sfd: SlowDiscord, cookie_file: Path, fault: PostFault
-) -> None:
+async def test_post_fault(gen: Gen, sfd: SlowDiscord, fault: PostFault) -> None:
     sfd.inject(*POST, fault.status, times=fault.times, retry_after=fault.retry_after)
-    async with started_bot(make_settings(tmp_path, emu, sfd), sfd) as bot:
+    async with started_bot(gen.settings(sfd), sfd) as bot:
         await prompt(sfd, "a kite over the dunes")
         (job,) = await wait_settled(bot, timeout=20)
         assert job.state is fault.state, (job.state, job.error_kind, job.error_message)
@@ -84,8 +85,10 @@ async def test_post_fault(
         (post,) = posts
         assert job.result_message_id == post.id
         assert bool(post.attachments) is fault.attachment
-        if not fault.attachment:
-            assert "upload limit" in post.content and "http" in post.content
+        if not fault.attachment:  # Flow links to the project page; Vertex AI has none: say where the file is
+            assert "upload limit" in post.content
+            assert ("http" in post.content) is (gen.name == "flow"), post.content
+            assert ("media folder" in post.content) is (gen.name == "vertex"), post.content
     else:
         assert posts == []
         assert job.error_kind == fault.kind
@@ -107,28 +110,40 @@ async def test_oversize_video_is_posted_as_a_link_with_the_reason(
     assert len(sfd.requests_to(*POST)) == 1, "no doomed upload first"
 
 
-async def test_boosted_guild_takes_the_bigger_file(
-    tmp_path: Path, emu: FlowEmulator, sfd: SlowDiscord, cookie_file: Path
+async def test_oversize_vertex_video_says_where_it_is_instead_of_a_link(
+    tmp_path: Path, vemu: VertexEmulator, sfd: SlowDiscord
 ) -> None:
+    """Vertex AI has no page to link to: the post says the file is too big and where an admin finds it."""
+    vemu.video_size = DEFAULT_UPLOAD_LIMIT + MIB
+    async with started_bot(make_vertex_settings(tmp_path, vemu, sfd), sfd) as bot:
+        await prompt(sfd, "a big wave")
+        (job,) = await wait_settled(bot)
+    assert job.state is JobState.DELIVERED, (job.state, job.error_kind, job.error_message)
+    (post,) = posts_of(sfd, job.id)
+    assert not post.attachments
+    assert "11.0 MiB" in post.content and "10 MiB upload limit" in post.content and "media folder" in post.content
+    assert "http" not in post.content
+    assert len(sfd.requests_to(*POST)) == 1, "no doomed upload first"
+
+
+async def test_boosted_guild_takes_the_bigger_file(gen: Gen, sfd: SlowDiscord) -> None:
     """Tier 2 allows 50 MiB: an 11 MiB video goes up as a file, not a link."""
     sfd.guild_premium_tier = 2
-    emu.outcome_for("big", Outcome.success(video_size=DEFAULT_UPLOAD_LIMIT + MIB))
-    async with started_bot(make_settings(tmp_path, emu, sfd), sfd) as bot:
+    gen.ends("big", "video", video_size=DEFAULT_UPLOAD_LIMIT + MIB)
+    async with started_bot(gen.settings(sfd), sfd) as bot:
         await prompt(sfd, "a big wave")
         (job,) = await wait_settled(bot)
     (post,) = posts_of(sfd, job.id)
-    (name,) = emu.generations
-    assert len(post.attachments) == 1 and post.attachments[0][1] == emu.video_bytes(name)
+    (name,) = gen.refs
+    assert len(post.attachments) == 1 and post.attachments[0][1] == gen.video_bytes(name)
     assert len(post.attachments[0][1]) == DEFAULT_UPLOAD_LIMIT + MIB
 
 
-async def test_gateway_drop_and_resume_mid_job(
-    tmp_path: Path, emu: FlowEmulator, sfd: SlowDiscord, cookie_file: Path
-) -> None:
-    emu.polls_to_finish = 4
-    async with started_bot(make_settings(tmp_path, emu, sfd), sfd) as bot:
+async def test_gateway_drop_and_resume_mid_job(gen: Gen, sfd: SlowDiscord) -> None:
+    gen.set_polls_to_finish(4)
+    async with started_bot(gen.settings(sfd), sfd) as bot:
         await prompt(sfd, "a train in the rain")
-        await emu.wait_for_calls("status", 1)
+        await gen.wait_for_polls(1)
         await sfd.drop_connection()
         await sfd.wait_until(lambda: sfd.resume_count >= 1 and sfd.is_ready, timeout=10, what="RESUME")
         await prompt(sfd, "a second train")  # the session works again
@@ -138,16 +153,14 @@ async def test_gateway_drop_and_resume_mid_job(
     assert sfd.identify_count == 1
 
 
-async def test_invalid_session_mid_job_still_delivers_once(
-    tmp_path: Path, emu: FlowEmulator, sfd: SlowDiscord, cookie_file: Path
-) -> None:
+async def test_invalid_session_mid_job_still_delivers_once(gen: Gen, sfd: SlowDiscord) -> None:
     """INVALID_SESSION: discord.py IDENTIFYs again (after its 5 s pause); posting never depended on the gateway."""
-    emu.polls_to_finish = 4
-    emu.outcome_for("blocked", Outcome.failed("PUBLIC_ERROR_VIOLENCE"))
-    async with started_bot(make_settings(tmp_path, emu, sfd), sfd) as bot:
+    gen.set_polls_to_finish(4)
+    gen.ends("blocked", "failed")
+    async with started_bot(gen.settings(sfd), sfd) as bot:
         await prompt(sfd, "a train in the rain")
         await prompt(sfd, "a blocked train")
-        await emu.wait_for_calls("status", 1)
+        await gen.wait_for_polls(1)
         await sfd.invalidate_session()
         jobs = await wait_settled(bot, timeout=15)
         assert sfd.identify_count == 1, "settled while the gateway was still away"
@@ -158,20 +171,18 @@ async def test_invalid_session_mid_job_still_delivers_once(
     assert posts_per_job(sfd) == {j.id: 1 for j in jobs}
 
 
-async def test_status_and_result_outlive_the_interaction_token(
-    tmp_path: Path, emu: FlowEmulator, sfd: SlowDiscord, cookie_file: Path
-) -> None:
+async def test_status_and_result_outlive_the_interaction_token(gen: Gen, sfd: SlowDiscord) -> None:
     """A job that takes longer than 15 minutes: the interaction token is dead (401), the bot token is not."""
-    emu.outcome_for("stuck", Outcome.stuck())
-    async with started_bot(make_settings(tmp_path, emu, sfd), sfd) as bot:
+    gen.ends("stuck", "stuck")
+    async with started_bot(gen.settings(sfd), sfd) as bot:
         await prompt(sfd, "stuck: a glacier calving")
         (job,) = await wait_jobs(bot, lambda js: js[0].state is JobState.RUNNING)
         interaction = sfd.interactions[-1]
         advance(sfd, 16 * 60)
         # The webhook routes an interaction token opens are closed now.
         assert sfd.clock() - interaction.created_at > sfd.interaction_token_ttl
-        (name,) = emu.generations
-        emu.set_outcome(name, Outcome.success())
+        (name,) = gen.refs
+        gen.finish(name)
         (job,) = await wait_settled(bot)
     assert job.state is JobState.DELIVERED
     assert len(posts_of(sfd, job.id)) == 1
@@ -181,17 +192,15 @@ async def test_status_and_result_outlive_the_interaction_token(
     assert edits and "delivered" in edits[-1]["content"]
 
 
-async def test_failure_notice_survives_discord_errors_and_is_posted_once(
-    tmp_path: Path, emu: FlowEmulator, sfd: SlowDiscord, cookie_file: Path
-) -> None:
+async def test_failure_notice_survives_discord_errors_and_is_posted_once(gen: Gen, sfd: SlowDiscord) -> None:
     """A notice Discord refused for a while (503) is retried with backoff, and posted once."""
-    emu.outcome_for("blocked", Outcome.failed("PUBLIC_ERROR_VIOLENCE"))
+    gen.ends("blocked", "failed")
     sfd.inject(*POST, 503, times=3)
-    async with started_bot(make_settings(tmp_path, emu, sfd), sfd) as bot:
+    async with started_bot(gen.settings(sfd), sfd) as bot:
         await prompt(sfd, "a blocked road")
         (job,) = await wait_settled(bot)
-    assert job.state is JobState.FAILED
+    assert job.state is JobState.FAILED and job.error_kind == FAILED_KIND
     (notice,) = posts_of(sfd, job.id)
-    assert failure_text("content_filter", job.error_message) in notice.content
+    assert failure_text(FAILED_KIND, job.error_message, backend=gen.name) in notice.content
     assert len(sfd.requests_to(*POST)) == 4
     assert job.notice_message_id == notice.id

@@ -6,6 +6,7 @@ error in a command; the cookies expiring (queue held, admin alerted by DM); an a
 then a new (chunked) one that resumes the queue. Afterwards no bearer token the
 emulator issued, no cookie value of any cookie file written, and not the Discord token may appear in the logs,
 in anything posted to the fake Discord (content, embeds, components, edits, callbacks), or in any exception.
+The same for Veo on Vertex AI, whose run ends with its API key in none of them.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ from typing import Any
 import pytest
 
 from bot.logs import setup_logging
-from tests.e2e.conftest import ADMIN_ID, OTHER_ID, USER_ID, make_settings, running_bot
+from tests.e2e.conftest import ADMIN_ID, OTHER_ID, USER_ID, make_settings, make_vertex_settings, running_bot
 from tests.e2e.procs import bot_env, start_bot
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.flow_emulator import Fault, FlowEmulator, Outcome
+from tests.fakes.vertex_emulator import Ending, VertexEmulator
+from tests.fakes.vertex_emulator import Fault as VertexFault
+from tests.vertex_helpers import SDK_ENV
 
 FAIL = "FAILME"
 
@@ -299,3 +303,122 @@ async def test_full_run_as_a_subprocess_leaks_nothing(tmp_path: Path, emu: FlowE
     assert any(json.loads(line)["level"] == "DEBUG" for line in lines)
     assert_clean("the subprocess log", logs, known)
     assert_clean("what was posted to Discord", discord_output(fd), known)
+
+
+# --- Veo on Vertex AI: the API key ------------------------------------------------------------------------------
+
+
+class VertexSecrets(Secrets):
+    """The Vertex AI API key (no pattern gives it away) and the Discord token."""
+
+    def __init__(self, vemu: VertexEmulator, discord_token: str) -> None:
+        self.vemu = vemu
+        self.tokens = {vemu.api_key, vemu.bearer_token}
+        self.cookies = set()
+        self.discord_token = discord_token
+
+    def update(self, *files: Path) -> None:
+        pass
+
+
+async def vertex_full_run(vemu: VertexEmulator, fd: FakeDiscord) -> None:
+    """A video; a filtered one; a prompt blocked at submit; a 429 then a 500 after accepting; an unreadable poll;
+    a 401 that holds the queue (admin alerted) and `/veo-admin reload` that lifts it; `/veo-admin credits`;
+    an unexpected error in a command."""
+
+    def channel_posts() -> int:
+        return len([m for m in fd.messages if m.channel_id == fd.channel_id])
+
+    async def prompt(text: str, user_id: int = USER_ID) -> None:
+        i = await fd.send_command("veo", "prompt", {"text": text}, user_id=user_id)
+        await fd.wait_callback(i)
+
+    vemu.ending_for(FAIL, Ending.filtered())
+    await prompt("a calm lake at dawn")
+    await fd.wait_until(lambda: channel_posts() == 1, timeout=20, what="first video")
+    await prompt(f"a storm {FAIL}")
+    await fd.wait_until(lambda: channel_posts() == 2, timeout=20, what="the filter notice")
+    vemu.inject("submit", VertexFault.usage_guidelines())
+    await prompt("a blocked prompt")
+    await fd.wait_until(lambda: channel_posts() == 3, timeout=20, what="the blocked notice")
+    vemu.inject("submit", VertexFault.rate_limited("0.01s"))
+    vemu.inject("submit", VertexFault.server_error(500, accept=True))
+    await prompt("an unconfirmed prompt", user_id=OTHER_ID)
+    await fd.wait_until(lambda: channel_posts() == 4, timeout=20, what="the unconfirmed notice")
+    vemu.inject("poll", VertexFault.garbage())
+    await prompt("after a garbled poll", user_id=OTHER_ID)
+    await fd.wait_until(lambda: channel_posts() == 5, timeout=20, what="the video after a garbled poll")
+
+    i = await fd.send_command("veo-admin", "credits", user_id=ADMIN_ID)
+    assert "estimated spend" in (await wait_answer(fd, i)).lower()
+    fd.inject("POST", "/interactions/{interaction_id}/{interaction_token}/callback", 400, times=1)
+    i = await fd.send_command("veo", "status", user_id=USER_ID)
+    assert "error id" in await wait_answer(fd, i)
+
+    vemu.inject("submit", VertexFault.unauthorized())
+    await prompt("after the key was refused")
+    await fd.wait_until(lambda: fd.dm_messages(ADMIN_ID), timeout=20, what="the admin alert")
+    i = await fd.send_command("veo-admin", "reload", user_id=ADMIN_ID)
+    assert "resumed" in (await wait_answer(fd, i)).lower()
+    await fd.wait_until(lambda: channel_posts() == 6, timeout=20, what="the video after the reload")
+
+
+@pytest.fixture
+async def secret_vemu(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[VertexEmulator]:
+    for name in SDK_ENV:
+        monkeypatch.delenv(name, raising=False)
+    key = "vertex-key-" + secrets.token_hex(16)  # not shaped like a Google key: only real care hides it
+    async with VertexEmulator(api_key=key, polls_to_finish=2) as emulator:
+        yield emulator
+
+
+@pytest.mark.usefixtures("root_logging")
+async def test_vertex_full_run_in_process_leaks_no_api_key(
+    tmp_path: Path, secret_vemu: VertexEmulator, fd: FakeDiscord
+) -> None:
+    known = VertexSecrets(secret_vemu, fd.token)
+    stream = io.StringIO()
+    redactor = setup_logging("DEBUG", "text", stream=stream)
+    redactor.add_provider(lambda: [fd.token])
+    collector = ExceptionCollector()
+    logging.getLogger().addHandler(collector)
+    settings = make_vertex_settings(tmp_path, secret_vemu, fd, veo_log_level="DEBUG")
+    async with running_bot(settings, fd, redactor) as bot:
+        await vertex_full_run(secret_vemu, fd)
+        await bot.worker.drain()
+        reprs = [repr(bot.settings), str(bot.settings), repr(bot.backend), str(bot.backend)]
+    logs = stream.getvalue()
+    assert logs.count("\n") > 20 and "Traceback" in logs, "expected a DEBUG-level log with the unexpected error"
+    assert {r.auth for r in secret_vemu.requests} == {"api_key"}
+    assert_clean("the log", logs, known)
+    assert_clean("what was posted to Discord", discord_output(fd), known)
+    assert_clean("the reprs of settings and backend", "\n".join(reprs), known)
+    assert_clean("the database", await asyncio.to_thread(database_text, settings.database_path), known)
+    assert collector.texts, "expected exceptions during a run with faults"
+    for text in collector.texts:
+        assert_clean("an exception", text, known)
+
+
+async def test_vertex_full_run_as_a_subprocess_leaks_no_api_key(
+    tmp_path: Path, secret_vemu: VertexEmulator, fd: FakeDiscord
+) -> None:
+    known = VertexSecrets(secret_vemu, fd.token)
+    env = bot_env(tmp_path, secret_vemu, fd, VEO_LOG_LEVEL="DEBUG", VEO_LOG_FORMAT="json")
+    env["VEO_ADMIN_USER_IDS"] = str(ADMIN_ID)
+    proc = await start_bot(tmp_path, env, "bot.log")
+    try:
+        await fd.wait_until(lambda: fd.identify_count >= 1 and fd.sync_calls >= 1, timeout=20, what="bot ready")
+        await vertex_full_run(secret_vemu, fd)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                await proc.wait()
+    logs = (tmp_path / "bot.log").read_text(encoding="utf-8")
+    lines = logs.splitlines()
+    assert len(lines) > 20 and any(json.loads(line)["level"] == "DEBUG" for line in lines)
+    assert_clean("the subprocess log", logs, known)
+    assert_clean("what was posted to Discord", discord_output(fd), known)
+    assert_clean("the database", await asyncio.to_thread(database_text, tmp_path / "data" / "veo.sqlite3"), known)

@@ -109,6 +109,7 @@ class VertexEmulator:
         self._rules: list[tuple[str, Ending]] = []
         self._release = asyncio.Event()
         self._closing = asyncio.Event()
+        self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
 
@@ -164,9 +165,29 @@ class VertexEmulator:
         self._release.set()
         self._release = asyncio.Event()
 
-    def ending_for(self, prompt_contains: str, ending: Ending) -> None:
-        """Operations created from now on whose prompt contains the text end so; the first rule wins."""
-        self._rules.append((prompt_contains, ending))
+    def ending_for(self, prompt_contains: str, ending: Ending, *, first: bool = False) -> None:
+        """Operations created from now on whose prompt contains the text end so; the first rule wins
+        (``first``: put this rule before the others)."""
+        self._rules.insert(0 if first else len(self._rules), (prompt_contains, ending))
+
+    def forget_ending(self, prompt_contains: str) -> None:
+        """Drop the rules for this text (operations already created keep their ending)."""
+        self._rules = [(needle, e) for needle, e in self._rules if needle != prompt_contains]
+
+    def set_ending(self, name: str, ending: Ending) -> None:
+        """Change how an existing operation ends (a stuck one finishes, a bad download becomes good)."""
+        self.operations[name].ending = ending
+
+    async def wait_for_calls(self, route: str, count: int = 1) -> list[RecordedRequest]:
+        """Wait (without polling) until `route` has been requested at least `count` times."""
+        while len(found := self.calls(route)) < count:
+            await self._changed.wait()
+        return found
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait (without polling) until `predicate()` holds; it is re-checked after every request."""
+        while not predicate():
+            await self._changed.wait()
 
     def calls(self, route: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.route == route]
@@ -198,6 +219,8 @@ class VertexEmulator:
             at=self._clock(),
         )
         self.requests.append(record)
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
         if match is None:
             return _json(envelope(404, "The requested URL was not found on this server."), 404)
         self.in_flight += 1

@@ -95,3 +95,18 @@ async def test_in_flight_is_counted_per_backend_and_spend_leaves_out_failures(tm
         assert await store.spend("credits", 0.0) == 0.0
     finally:
         await store.close()
+
+
+async def test_a_submit_that_may_have_been_charged_counts_in_the_spend(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "veo.sqlite3")
+    try:
+        jobs = await store.create_jobs(
+            user_id=1, guild_id=None, channel_id=2, prompt="p", aspect="landscape", model="fast",
+            seeds=[1, 2], daily_quota=10, max_active=5, cost=0.8, cost_unit="usd",
+        )  # fmt: skip
+        await store.claim_next(2)
+        await store.transition(jobs[0].id, JobState.SUBMITTING, JobState.FAILED, error_kind="unconfirmed")
+        await store.transition(jobs[1].id, JobState.SUBMITTING, JobState.FAILED, error_kind="rejected")
+        assert await store.spend("usd", 0.0, submitted_only=True) == pytest.approx(0.8)
+    finally:
+        await store.close()

@@ -140,6 +140,10 @@ class VertexBackend:
     def can_extend(self) -> bool:
         return True
 
+    def web_link(self, ref: str) -> str | None:
+        """Vertex AI has no page a person could open for one operation: an oversize video stays in our media."""
+        return None
+
     async def balance(self) -> Balance | None:
         """Vertex has no balance to read; spend is estimated by us from the price table."""
         return None
