@@ -72,7 +72,10 @@ class DiscordDelivery:
         self.views = views
         self.status_views = status_views
         self.links = links
+        #: Wall time, for what users read ("waiting 3 min") and for comparing with stored times.
         self.clock = clock
+        #: Edit throttles run on a monotonic clock: a wall-clock step must not stall status updates.
+        self.monotonic: Callable[[], float] = time.monotonic
         self._last_edit: dict[int, float] = {}
         self._dirty: dict[int, Job] = {}
         self._forced: set[int] = set()
@@ -215,7 +218,9 @@ class DiscordDelivery:
         try:
             while mid in self._dirty:
                 wait = (
-                    0.0 if mid in self._forced else self._last_edit.get(mid, 0.0) + STATUS_EDIT_INTERVAL - self.clock()
+                    0.0
+                    if mid in self._forced
+                    else self._last_edit.get(mid, float("-inf")) + STATUS_EDIT_INTERVAL - self.monotonic()
                 )
                 if wait > 0:
                     kick.clear()
@@ -225,7 +230,7 @@ class DiscordDelivery:
                 job = self._dirty.pop(mid)
                 done = self._next_round.pop(mid, None)
                 self._forced.discard(mid)
-                self._last_edit[mid] = self.clock()
+                self._last_edit[mid] = self.monotonic()
                 try:
                     finished = await self._edit_status(await self.store.get_job(job.id) or job)
                 except Exception:

@@ -66,10 +66,6 @@ class ApiContext:
     check_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
-    def inputs_dir(self) -> Path:
-        return self.settings.veo_data_dir / "inputs"
-
-    @property
     def retention(self) -> float:
         return self.settings.veo_media_retention_days * 86_400
 

@@ -10,8 +10,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,22 +19,11 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 from bot.http.errors import ApiError, validation_message
+from bot.images import ImageRefused, store_image
 
 M = TypeVar("M", bound=BaseModel)
 
-_IMAGE_KINDS = {"png": "PNG", "jpg": "JPEG", "webp": "WebP"}
 MAX_FORM_FIELDS = 32
-
-
-def sniff_image(head: bytes) -> str | None:
-    """The image kind from its first bytes (the declared content type is the client's guess, not proof)."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpg"
-    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    return None
 
 
 def _nest(items: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -106,43 +93,26 @@ def parse(model: type[M], fields: dict[str, Any]) -> M:
         raise ApiError(400, "invalid_request", validation_message(err)) from None
 
 
-async def check_image(upload: UploadFile, *, cap: int) -> str:
-    """Refuse what is not a PNG, JPEG or WebP, or is over `cap` bytes; returns the file extension."""
+async def save_image(upload: UploadFile, *, cap: int, data_dir: Path) -> Path:
+    """Keep an uploaded image with the job (bot/images.py: sniffed, decoded, written atomically under
+    VEO_DATA_DIR/inputs); 413 over `cap`, 400 for anything that is not a whole PNG, JPEG or WebP."""
     size = upload.size
     if size is None:
         size = await asyncio.to_thread(_size_of, upload)
     if size > cap:
         raise ApiError(413, "file_too_large", f"input_reference is larger than {cap // (1024 * 1024)} MB.")
     await upload.seek(0)
-    head = await upload.read(16)
-    await upload.seek(0)
-    kind = sniff_image(head)
-    if kind is None:
-        raise ApiError(400, "invalid_image", "input_reference must be a PNG, JPEG or WebP image.")
-    return kind
+    data = await upload.read()
+    try:
+        saved = await asyncio.to_thread(store_image, data, data_dir, what="input_reference", max_bytes=cap)
+    except ImageRefused as err:
+        raise ApiError(400, "invalid_image", f"{err} It must be a PNG, JPEG or WebP image.") from None
+    return saved.path
 
 
 def _size_of(upload: UploadFile) -> int:
     upload.file.seek(0, os.SEEK_END)
     return upload.file.tell()
-
-
-async def save_upload(upload: UploadFile, folder: Path, ext: str) -> Path:
-    """Copy the upload under `folder` (atomically, off the loop); the caller removes it if queueing fails."""
-    dest = folder / f"{uuid.uuid4().hex}.{ext}"
-
-    def copy() -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_suffix(".part")
-        upload.file.seek(0)
-        with tmp.open("wb") as out:
-            shutil.copyfileobj(upload.file, out, 256 * 1024)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-
-    await asyncio.to_thread(copy)
-    return dest
 
 
 async def discard(path: Path | None) -> None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from bot.http.app import ApiContext, Ctx, Key, check_prompt, queue_jobs
 from bot.http.errors import ApiError, not_found
-from bot.http.inputs import Body, check_image, discard, parse, read_body, save_upload
+from bot.http.inputs import Body, discard, parse, read_body, save_image
 from bot.http.models import (
     SECONDS,
     SIZES,
@@ -86,8 +86,7 @@ async def create_video(request: Request, response: Response, ctx: Ctx, key: Key)
         prompt = check_prompt(ctx, spec.prompt)
         upload = _only_file(body, "input_reference")
         if upload is not None:
-            ext = await check_image(upload, cap=ctx.upload_cap)
-            saved = await save_upload(upload, ctx.inputs_dir, ext)
+            saved = await save_image(upload, cap=ctx.upload_cap, data_dir=ctx.settings.veo_data_dir)
         aspect, resolution = SIZES[spec.size]
         options = JobOptions(
             duration=SECONDS[spec.seconds],

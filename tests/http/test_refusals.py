@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -10,14 +11,22 @@ from typing import Any
 import aiohttp
 import pytest
 from openai import BadRequestError
+from PIL import Image
 
 from storage import JobState
 from tests.fakes.flow_emulator import Outcome
 from tests.http.conftest import Api, auth
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(64)
-JPEG = b"\xff\xd8\xff\xe0" + bytes(64)
-WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + bytes(64)
+
+def _image(fmt: str) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 40, 40)).save(out, format=fmt)
+    return out.getvalue()
+
+
+PNG, JPEG, WEBP = _image("PNG"), _image("JPEG"), _image("WEBP")
+#: The right magic bytes with nothing behind them: sniffing alone would take it for a PNG.
+FAKE_PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(64)
 
 
 def inputs(api: Api) -> list[str]:
@@ -98,6 +107,9 @@ async def test_uploads_that_are_not_images_or_too_large_are_refused(api: Api, ke
     not_image = form({"prompt": "a cat"}, ("cat.png", b"<html>not a png</html>", "image/png"))
     error = await refused(api, await api.http.post(url, headers=auth(key), data=not_image), 400)
     assert error["code"] == "invalid_image"
+    magic_only = form({"prompt": "a cat"}, ("cat.png", FAKE_PNG, "image/png"))
+    error = await refused(api, await api.http.post(url, headers=auth(key), data=magic_only), 400)
+    assert error["code"] == "invalid_image" and "damaged" in error["message"]
     as_text = form({"prompt": "a cat", "input_reference": "cat.png"})
     error = await refused(api, await api.http.post(url, headers=auth(key), data=as_text), 400)
     assert error["code"] == "invalid_image"

@@ -8,17 +8,26 @@ the cookie but never echo a value.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
-import os
-import re
-import secrets
-import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from bot.backends.flow._cookie_io import read_limited, write_atomic
+from bot.backends.flow._cookie_rules import (
+    AUTHORIZATION_ENTRY,
+    MAX_COOKIE_FILE_BYTES,
+    SESSION_COOKIE,
+    TOKEN_RE,
+    is_auth,
+    is_session_cookie,
+    kind_of,
+    list_entries,
+    object_entries,
+    session_chunk_index,
+    token_of,
+    validate_entries,
+)
 from bot.backends.flow.errors import CookieFileError
 
 __all__ = [
@@ -31,66 +40,15 @@ __all__ = [
     "write_atomic",
 ]
 
-logger = logging.getLogger(__name__)
-
-MAX_COOKIE_FILE_BYTES = 1024 * 1024
-SESSION_COOKIE = "__Secure-next-auth.session-token"
-AUTHORIZATION_ENTRY = "authorization"
-
-_SESSION_RE = re.compile(r"^(?:__Secure-)?next-auth\.session-token(?:\.(\d{1,4}))?$")
-# RFC 6265 token characters are stricter; we only refuse what would break or split the Cookie header.
-_BAD_NAME_RE = re.compile(r"[\x00-\x20\x7f;=,\"]")
-_BAD_VALUE_RE = re.compile(r"[\x00-\x1f\x7f;]")
-_TOKEN_RE = re.compile(r"^[\x21-\x7e]+$")
-_BEARER_RE = re.compile(r"^bearer(?:\s+(.*))?$", re.IGNORECASE | re.DOTALL)
 # Fields of a list entry that describe where a cookie lives; copied when we add a cookie the export lacked.
 _PLACEMENT_FIELDS = ("domain", "hostOnly", "path", "secure", "httpOnly", "sameSite", "storeId")
 
 Format = Literal["list", "object"]
 
 
-def is_session_cookie(name: str) -> bool:
-    """Whether ``name`` is the NextAuth session cookie, whole or one of its ``.N`` chunks."""
-    return _SESSION_RE.match(name) is not None
-
-
-def session_chunk_index(name: str) -> int | None:
-    """Chunk number of a session cookie name (``None`` for the whole cookie); ValueError for other names."""
-    match = _SESSION_RE.match(name)
-    if match is None:
-        raise ValueError("not a session cookie name")
-    return None if match.group(1) is None else int(match.group(1))
-
-
 def _session_sort_key(name: str) -> int:
     index = session_chunk_index(name)
     return -1 if index is None else index
-
-
-def _kind(value: object) -> str:
-    """Describe a JSON value's type for an error message, without its content."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _show(name: str) -> str:
-    """Quote a cookie name for a message; names are not secret, but keep them short."""
-    return repr(name if len(name) <= 48 else name[:45] + "...")
-
-
-def _is_auth(name: str) -> bool:
-    return name.lower() == AUTHORIZATION_ENTRY
 
 
 class CookieFile:
@@ -109,7 +67,7 @@ class CookieFile:
     def _build(cls, entries: Iterable[dict[str, Any]], fmt: Format, source: str) -> CookieFile:
         """Validate entries that are already well-typed and wrap them."""
         built = tuple(entries)
-        auth_index = _validate(built, source)
+        auth_index = validate_entries(built, source)
         self = object.__new__(cls)
         object.__setattr__(self, "_entries", built)
         object.__setattr__(self, "_format", fmt)
@@ -159,17 +117,17 @@ class CookieFile:
             raise CookieFileError(f"{source} is not valid JSON: export the cookies as JSON") from None
 
         if isinstance(raw, list):
-            return cls._build(_list_entries(raw, source), "list", source)
+            return cls._build(list_entries(raw, source), "list", source)
         if isinstance(raw, dict):
-            return cls._build(_object_entries(raw, source), "object", source)
+            return cls._build(object_entries(raw, source), "object", source)
         raise CookieFileError(
-            f"{source} must hold a JSON list of cookie objects or a {{name: value}} object, not {_kind(raw)}"
+            f"{source} must hold a JSON list of cookie objects or a {{name: value}} object, not {kind_of(raw)}"
         )
 
     @classmethod
     async def load(cls, path: Path) -> CookieFile:
         """Read and parse the file in a worker thread; any problem is a CookieFileError naming the path."""
-        data = await asyncio.to_thread(_read_limited, Path(path))
+        data = await asyncio.to_thread(read_limited, Path(path))
         return cls.parse(data, source=f"cookie file {path}")
 
     # -- views -----------------------------------------------------------------------------------------
@@ -182,7 +140,7 @@ class CookieFile:
     @property
     def bearer(self) -> str:
         """The OAuth access token from the ``authorization`` entry, without ``Bearer ``."""
-        return _token_of(self._entries[self._auth_index]["value"])
+        return token_of(self._entries[self._auth_index]["value"])
 
     def cookies(self) -> list[tuple[str, str]]:
         """The real cookies (not the synthetic entry) as ``(name, value)`` pairs, in file order."""
@@ -200,7 +158,7 @@ class CookieFile:
 
     def with_token(self, token: str) -> CookieFile:
         """A copy whose ``authorization`` entry holds ``Bearer <token>``."""
-        if not _TOKEN_RE.match(token):
+        if not TOKEN_RE.match(token):
             raise CookieFileError("the new access token contains spaces or characters not allowed in a header")
         entries = list(self._entries)
         entries[self._auth_index] = {**entries[self._auth_index], "value": f"Bearer {token}"}
@@ -212,7 +170,7 @@ class CookieFile:
         ``expires`` (epoch seconds by name) refreshes an entry's ``expirationDate`` where it has one.
         """
         expires = expires or {}
-        if any(_is_auth(name) for name in updates):
+        if any(is_auth(name) for name in updates):
             raise ValueError("the authorization entry is updated with with_token()")
         remaining = dict(updates)
         entries: list[dict[str, Any]] = []
@@ -267,7 +225,7 @@ class CookieFile:
 
     def without_cookies(self, names: Iterable[str]) -> CookieFile:
         """A copy without the named cookies (a server deleted them); the session must survive."""
-        drop = {name for name in names if not _is_auth(name)}
+        drop = {name for name in names if not is_auth(name)}
         entries = [e for i, e in enumerate(self._entries) if i == self._auth_index or e["name"] not in drop]
         return self._build(entries, self._format, "updated cookie file")
 
@@ -297,109 +255,6 @@ class CookieFile:
             raise CookieFileError(f"could not write cookie file {path}: {reason}") from err
 
 
-# -- parsing helpers -------------------------------------------------------------------------------------
-
-
-def _list_entries(raw: list[Any], source: str) -> list[dict[str, Any]]:
-    if not raw:
-        raise CookieFileError(
-            f"{source} holds no cookies (an empty list): export the cookies while signed in to labs.google"
-        )
-    entries = []
-    for number, item in enumerate(raw, start=1):
-        if not isinstance(item, dict):
-            raise CookieFileError(
-                f"{source}: entry {number} is {_kind(item)}, not a cookie object with 'name' and 'value'"
-            )
-        name = item.get("name")
-        if not isinstance(name, str) or not name:
-            what = "has no 'name'" if name is None or name == "" else f"has a 'name' that is {_kind(name)}"
-            raise CookieFileError(f"{source}: entry {number} {what}; every cookie needs a text name")
-        if "value" not in item or item["value"] is None:
-            raise CookieFileError(f"{source}: entry {number} (cookie {_show(name)}) has no 'value'")
-        if not isinstance(item["value"], str):
-            raise CookieFileError(
-                f"{source}: entry {number} (cookie {_show(name)}) has a 'value' that is "
-                f"{_kind(item['value'])}; it must be text"
-            )
-        entries.append(item)
-    return entries
-
-
-def _object_entries(raw: dict[str, Any], source: str) -> list[dict[str, Any]]:
-    if not raw:
-        raise CookieFileError(
-            f"{source} holds no cookies (an empty object): export the cookies while signed in to labs.google"
-        )
-    entries = []
-    for name, value in raw.items():
-        if not name:
-            raise CookieFileError(f"{source}: a cookie has an empty name")
-        if not isinstance(value, str):
-            raise CookieFileError(f"{source}: cookie {_show(name)} has a value that is {_kind(value)}; it must be text")
-        entries.append({"name": name, "value": value})
-    return entries
-
-
-def _validate(entries: tuple[dict[str, Any], ...], source: str) -> int:
-    """Check the cross-entry rules; return the index of the ``authorization`` entry."""
-    auth: list[int] = []
-    has_session = False
-    empty_session: str | None = None
-    for index, entry in enumerate(entries):
-        name, value = entry["name"], entry["value"]
-        if _is_auth(name):
-            auth.append(index)
-            continue
-        if _BAD_NAME_RE.search(name):
-            raise CookieFileError(f"{source}: cookie {_show(name)} has a name that cannot be sent in a Cookie header")
-        if _BAD_VALUE_RE.search(value):
-            raise CookieFileError(
-                f"{source}: cookie {_show(name)} has a value with ';' or control characters, "
-                "which cannot be sent in a Cookie header; re-export it"
-            )
-        if is_session_cookie(name):
-            has_session = has_session or bool(value)
-            empty_session = empty_session or (None if value else name)
-    if not has_session and empty_session is not None:
-        raise CookieFileError(
-            f"{source}: the session cookie {_show(empty_session)} is empty: "
-            "export the cookies again while signed in to labs.google/fx"
-        )
-    if not has_session:
-        raise CookieFileError(
-            f"{source} has no session cookie ({SESSION_COOKIE} or its .0/.1 chunks): "
-            "export the cookies while signed in to labs.google/fx"
-        )
-    if not auth:
-        raise CookieFileError(
-            f"{source} has no 'authorization' entry: add "
-            '{"name": "authorization", "value": "Bearer ya29..."} with the token from the browser'
-        )
-    if len(auth) > 1:
-        raise CookieFileError(f"{source} has {len(auth)} 'authorization' entries: keep only one")
-    _token_of(entries[auth[0]]["value"], source)
-    return auth[0]
-
-
-def _token_of(value: str, source: str = "cookie file") -> str:
-    """The token in an ``authorization`` value, or CookieFileError saying what is wrong with it."""
-    match = _BEARER_RE.match(value.strip())
-    if match is None:
-        raise CookieFileError(
-            f"{source}: the 'authorization' value must start with 'Bearer ' followed by the token (ya29...)"
-        )
-    token = (match.group(1) or "").strip()
-    if not token:
-        raise CookieFileError(f"{source}: the 'authorization' entry has 'Bearer ' but no token after it")
-    if not _TOKEN_RE.match(token):
-        raise CookieFileError(
-            f"{source}: the token in the 'authorization' entry contains spaces or characters "
-            "not allowed in an HTTP header"
-        )
-    return token
-
-
 def _updated(entry: dict[str, Any], value: str, expires: float | None) -> dict[str, Any]:
     """A copy of ``entry`` with a new value (and expiry, where the entry records one), keys in order."""
     changed = {**entry, "value": value}
@@ -416,79 +271,3 @@ def _new_entry(template: dict[str, Any], name: str, value: str, expires: float |
     if template and expires is not None:
         entry["expirationDate"] = expires
     return entry
-
-
-# -- file I/O (runs in a worker thread) ------------------------------------------------------------------
-
-
-def _read_limited(path: Path) -> bytes:
-    """Read at most 1 MiB + 1 byte of a regular file, with a CookieFileError naming the path on failure."""
-    try:
-        info = path.stat()
-        if stat.S_ISDIR(info.st_mode):
-            raise CookieFileError(f"cookie file {path} is a directory: point FLOW_COOKIE_FILE at the JSON file")
-        if not stat.S_ISREG(info.st_mode):
-            raise CookieFileError(f"cookie file {path} is not a regular file: point FLOW_COOKIE_FILE at the JSON file")
-        if info.st_size > MAX_COOKIE_FILE_BYTES:
-            raise CookieFileError(
-                f"cookie file {path} is larger than 1 MiB ({info.st_size} bytes): export only the labs.google cookies"
-            )
-        with path.open("rb") as handle:
-            data = handle.read(MAX_COOKIE_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise CookieFileError(
-            f"cookie file {path} does not exist: export the labs.google cookies there or set FLOW_COOKIE_FILE"
-        ) from None
-    except PermissionError:
-        raise CookieFileError(
-            f"cookie file {path} cannot be read (permission denied): the bot needs read and write access"
-        ) from None
-    except IsADirectoryError:
-        raise CookieFileError(f"cookie file {path} is a directory: point FLOW_COOKIE_FILE at the JSON file") from None
-    except OSError as err:
-        raise CookieFileError(f"cookie file {path} cannot be read: {err.strerror or type(err).__name__}") from err
-    if len(data) > MAX_COOKIE_FILE_BYTES:
-        raise CookieFileError(f"cookie file {path} is larger than 1 MiB: export only the labs.google cookies")
-    return data
-
-
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Replace ``path`` atomically: temp file (created ``mode``) in the same folder, fsync, rename.
-
-    A symlinked path is followed so the link keeps pointing at the secret's real home.
-    """
-    target = Path(os.path.realpath(path))
-    directory = target.parent
-    temp = directory / f".{target.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        try:
-            os.fchmod(fd, mode)  # the umask can only narrow the create mode, but pin it exactly
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable; the new file is already in place, so a failure here is only logged."""
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError as err:
-        logger.debug("could not open %s to fsync it: %s", directory, err.strerror)
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError as err:
-        logger.debug("could not fsync directory %s: %s", directory, err.strerror)
-    finally:
-        os.close(dir_fd)

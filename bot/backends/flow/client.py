@@ -5,34 +5,30 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import json
 import logging
-import os
 import random
-import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 from yarl import URL
 
+from bot.backends.flow._bodies import TOOL, Call, build_generate_body, project_body, status_body
+from bot.backends.flow._bodies import Auth as Auth
+from bot.backends.flow._files import check_mp4, stream_to_file, write_bytes_atomic
 from bot.backends.flow._http import HttpStatusError, backoff_delay, map_error
 from bot.backends.flow.errors import (
     BadRequest,
     BadResponse,
     FlowError,
     MediaExpired,
-    NotAVideo,
     RateLimited,
     UpstreamUnavailable,
 )
-from bot.backends.flow.keys import ASPECT_RATIOS, model_key
 from bot.backends.flow.models import (
-    PENDING_STATUS,
     Credits,
     GenerationSpec,
     MediaGetResponse,
@@ -54,9 +50,6 @@ __all__ = ["FlowClient"]
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Auth = Literal["bearer", "cookie", "none"]
-
-TOOL = "PINHOLE"
 GENERATE_PATH = "/v1/video:batchAsyncGenerateVideoText"
 STATUS_PATH = "/v1/video:batchCheckAsyncVideoGenerationStatus"
 CREDITS_PATH = "/v1/credits"
@@ -68,28 +61,6 @@ _EXPIRED_STATUSES = frozenset({400, 403, 404, 410})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: Error bodies are only read for their envelope; a bigger one is not an envelope.
 _MAX_ERROR_BODY = 64 * 1024
-
-
-@dataclass(frozen=True)
-class _Call:
-    """One logical request; ``safe`` ones may be re-sent after a failure that may have reached Flow."""
-
-    method: str
-    url: str
-    auth: Auth
-    safe: bool
-    body: Any = None
-    params: Mapping[str, str] | None = None
-    allow_redirects: bool = True
-    #: Statuses that mean "this media route is gone" (MediaExpired) rather than a Flow error.
-    expired: frozenset[int] = frozenset()
-    #: Bulk media transfers may get their own timeout.
-    media: bool = False
-
-    @property
-    def path(self) -> str:
-        """Method and path are all we ever log: no query (signatures), no host."""
-        return URL(self.url).path
 
 
 class FlowClient:
@@ -143,7 +114,7 @@ class FlowClient:
 
     async def credits(self) -> Credits:
         """Balance and tier; also a cheap check that the bearer works. Caches the tier."""
-        call = _Call("GET", self._api + CREDITS_PATH, auth="bearer", safe=True)
+        call = Call("GET", self._api + CREDITS_PATH, auth="bearer", safe=True)
         result = parse_credits(await self._send(call, _read_json))
         self._tier = result.tier
         return result
@@ -157,7 +128,7 @@ class FlowClient:
 
     async def create_project(self, title: str = "Veo bot") -> str:
         """Create a Flow project (cookie auth); not idempotent, so never re-sent once it may have arrived."""
-        call = _Call("POST", self._labs + PROJECT_PATH, auth="cookie", safe=False, body=project_body(title))
+        call = Call("POST", self._labs + PROJECT_PATH, auth="cookie", safe=False, body=project_body(title))
         return parse_project(await self._send(call, _read_json))
 
     # -- generate and poll --------------------------------------------------------------------------
@@ -174,7 +145,7 @@ class FlowClient:
             raise ValueError("scene ids must be unique within one generate call")
         tier = await self.tier()
         body = build_generate_body(project_id, specs, tier, self._session_id, self._overrides)
-        call = _Call("POST", self._api + GENERATE_PATH, auth="bearer", safe=False, body=body)
+        call = Call("POST", self._api + GENERATE_PATH, auth="bearer", safe=False, body=body)
         data = await self._send(call, _read_json)
         submitted = parse_generate(data, scene_ids)
         for s in submitted:
@@ -193,7 +164,7 @@ class FlowClient:
             for start in range(0, len(group), self._batch):
                 batch = group[start : start + self._batch]
                 body = status_body(protocol, [r for _, r in batch])
-                call = _Call("POST", self._api + STATUS_PATH, auth="bearer", safe=True, body=body)
+                call = Call("POST", self._api + STATUS_PATH, auth="bearer", safe=True, body=body)
                 parsed = parse_status(await self._send(call, _read_json))
                 by_name: dict[str, PollResult] = {}
                 for res in parsed:
@@ -222,9 +193,9 @@ class FlowClient:
         dest = Path(dest)
         last: FlowError | None = None
         if result.fife_url:
-            call = _Call("GET", result.fife_url, auth="none", safe=True, expired=_EXPIRED_STATUSES, media=True)
+            call = Call("GET", result.fife_url, auth="none", safe=True, expired=_EXPIRED_STATUSES, media=True)
             try:
-                return await self._send(call, lambda resp: _stream_to_file(resp, dest, chunk_size))
+                return await self._send(call, lambda resp: stream_to_file(resp, dest, chunk_size))
             except MediaExpired as err:
                 _log.info("download: signed URL no longer valid, trying the media API")
                 last = err
@@ -244,7 +215,7 @@ class FlowClient:
         )
 
     async def _download_media_get(self, media_id: str, dest: Path) -> int:
-        call = _Call(
+        call = Call(
             "GET",
             self._api + MEDIA_PATH + media_id,
             auth="bearer",
@@ -267,13 +238,13 @@ class FlowClient:
             raise BadResponse(
                 "Flow's API changed: video.encodedVideo is not base64", field_path="video.encodedVideo"
             ) from err
-        _check_mp4(video[:16], content_type=None)
-        await asyncio.to_thread(_write_atomic, dest, video)
+        check_mp4(video[:16], content_type=None)
+        await asyncio.to_thread(write_bytes_atomic, dest, video)
         return len(video)
 
     async def _download_redirect(self, media_name: str, dest: Path, chunk_size: int) -> int:
         params = {"name": media_name, "mediaUrlType": "MEDIA_URL_TYPE_FULL_MEDIA"}
-        call = _Call("GET", self._labs + REDIRECT_PATH, auth="cookie", safe=True, params=params, allow_redirects=False)
+        call = Call("GET", self._labs + REDIRECT_PATH, auth="cookie", safe=True, params=params, allow_redirects=False)
 
         async def handle(resp: aiohttp.ClientResponse) -> str | int:
             if resp.status in _REDIRECT_STATUSES:
@@ -281,18 +252,18 @@ class FlowClient:
                 if not location:
                     raise BadResponse("media redirect without a Location", field_path="$headers.Location")
                 return str(resp.url.join(URL(location)))
-            return await _stream_to_file(resp, dest, chunk_size)
+            return await stream_to_file(resp, dest, chunk_size)
 
         target = await self._send(call, handle)
         if isinstance(target, int):
             return target
         # The signed CDN URL needs no credentials: never forward the cookies there.
-        cdn = _Call("GET", target, auth="none", safe=True, expired=_EXPIRED_STATUSES, media=True)
-        return await self._send(cdn, lambda resp: _stream_to_file(resp, dest, chunk_size))
+        cdn = Call("GET", target, auth="none", safe=True, expired=_EXPIRED_STATUSES, media=True)
+        return await self._send(cdn, lambda resp: stream_to_file(resp, dest, chunk_size))
 
     # -- transport ----------------------------------------------------------------------------------
 
-    def _headers(self, call: _Call, token: str | None) -> dict[str, str]:
+    def _headers(self, call: Call, token: str | None) -> dict[str, str]:
         headers = {"accept": "*/*"}
         if call.auth == "none":
             return headers
@@ -306,7 +277,7 @@ class FlowClient:
             headers["cookie"] = self._creds.cookie_header()
         return headers
 
-    async def _send(self, call: _Call, handle: Callable[[aiohttp.ClientResponse], Awaitable[T]]) -> T:
+    async def _send(self, call: Call, handle: Callable[[aiohttp.ClientResponse], Awaitable[T]]) -> T:
         """Send with the retry policy; ``handle`` reads a non-error response inside the same error net."""
         data = json.dumps(call.body).encode() if call.body is not None else None
         token = await self._creds.bearer() if call.auth == "bearer" else None
@@ -381,7 +352,7 @@ class FlowClient:
             await self._sleep(delay)
 
     def _retry_delay(
-        self, call: _Call, error: FlowError, *, status: int | None, sent: bool, attempt: int
+        self, call: Call, error: FlowError, *, status: int | None, sent: bool, attempt: int
     ) -> float | None:
         """How long to wait before trying again, or None to give up and raise."""
         if attempt + 1 >= self._max_attempts:
@@ -397,56 +368,6 @@ class FlowClient:
         return None
 
 
-def project_body(title: str) -> dict[str, Any]:
-    """tRPC ``project.createProject`` input, as the web app sends it."""
-    return {"json": {"projectTitle": title, "toolName": TOOL}}
-
-
-def build_generate_body(
-    project_id: str,
-    specs: Sequence[GenerationSpec],
-    tier: str,
-    session_id: str,
-    overrides: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """The operations-protocol text-to-video body of flow-api.md §3 (no reCAPTCHA context, ever)."""
-    return {
-        "clientContext": {
-            "projectId": project_id,
-            "tool": TOOL,
-            "userPaygateTier": tier,
-            "sessionId": session_id,
-        },
-        "requests": [
-            {
-                "aspectRatio": ASPECT_RATIOS[s.aspect],
-                "seed": s.seed,
-                "textInput": {"prompt": s.prompt},
-                "videoModelKey": model_key(s.model, s.aspect, tier, overrides),
-                "metadata": {"sceneId": s.scene_id},
-            }
-            for s in specs
-        ],
-    }
-
-
-def status_body(protocol: str, refs: Sequence[PollRef]) -> dict[str, Any]:
-    if protocol == "media":
-        media: list[dict[str, str]] = []
-        for r in refs:
-            entry = {"name": r.media_name or r.operation_name}
-            if r.project_id:
-                entry["projectId"] = r.project_id
-            media.append(entry)
-        return {"media": media}
-    return {
-        "operations": [
-            {"operation": {"name": r.operation_name}, "sceneId": r.scene_id or "", "status": PENDING_STATUS}
-            for r in refs
-        ]
-    }
-
-
 async def _read_json(resp: aiohttp.ClientResponse) -> Any:
     raw = await resp.read()
     try:
@@ -456,80 +377,3 @@ async def _read_json(resp: aiohttp.ClientResponse) -> Any:
         raise BadResponse(
             f"Flow's API changed: {URL(str(resp.url)).path} did not return JSON ({kind})", field_path="$"
         ) from err
-
-
-def _check_mp4(head: bytes, content_type: str | None) -> None:
-    """Refuse an HTML page (a dead session's login redirect) or anything not shaped like an MP4."""
-    if content_type and "text/html" in content_type.lower():
-        raise NotAVideo("download returned an HTML page, not a video", field_path="$content-type")
-    if len(head) < 8 or head[4:8] != b"ftyp":
-        raise NotAVideo(f"download did not return an MP4 ({content_type or 'no content type'})", field_path="$body")
-
-
-async def _stream_to_file(resp: aiohttp.ClientResponse, dest: Path, chunk_size: int) -> int:
-    """Stream the body to a temp file beside ``dest`` (writes in a worker thread), then rename into place."""
-    content_type = resp.headers.get("Content-Type")
-    if content_type and "text/html" in content_type.lower():
-        _check_mp4(b"", content_type)
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
-    handle: IO[bytes] | None = None
-    written = 0
-    buf = bytearray()
-    try:
-        async for piece in resp.content.iter_chunked(chunk_size):
-            buf += piece
-            if handle is None:
-                if len(buf) < 8:
-                    continue
-                _check_mp4(bytes(buf[:8]), content_type)
-                handle = await asyncio.to_thread(_open_tmp, tmp)
-            if len(buf) >= chunk_size:
-                await asyncio.to_thread(handle.write, buf)
-                written += len(buf)
-                buf = bytearray()
-        if handle is None:
-            _check_mp4(bytes(buf), content_type)
-            handle = await asyncio.to_thread(_open_tmp, tmp)
-        if buf:
-            await asyncio.to_thread(handle.write, buf)
-            written += len(buf)
-        await asyncio.to_thread(_commit, handle, tmp, dest)
-        handle = None
-        return written
-    except BaseException:
-        if handle is not None:
-            await asyncio.shield(asyncio.to_thread(_discard, handle, tmp))
-        raise
-
-
-def _open_tmp(tmp: Path) -> IO[bytes]:
-    return tmp.open("xb")
-
-
-def _commit(handle: IO[bytes], tmp: Path, dest: Path) -> None:
-    try:
-        handle.flush()
-        os.fsync(handle.fileno())
-    finally:
-        handle.close()
-    os.replace(tmp, dest)
-
-
-def _discard(handle: IO[bytes], tmp: Path) -> None:
-    handle.close()
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-
-
-def _write_atomic(dest: Path, data: bytes) -> None:
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
-    try:
-        with tmp.open("xb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise

@@ -18,35 +18,21 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import aiohttp
-from yarl import URL
 
-from bot.backends.flow._cookies import (
-    AUTHORIZATION_ENTRY,
-    MAX_COOKIE_FILE_BYTES,
-    SESSION_COOKIE,
-    CookieFile,
-)
-from bot.backends.flow._session import (
-    TOOL_PATH,
-    Session,
-    apply_set_cookies,
-    is_empty_session,
-    migration_verdict,
-    parse_session_body,
-    parse_set_cookies,
-)
+from bot.backends.flow._cookies import AUTHORIZATION_ENTRY, SESSION_COOKIE, CookieFile
+from bot.backends.flow._exchange import SESSION_PATH, exchange
+from bot.backends.flow._refresher import ErrorHandler as ErrorHandler
+from bot.backends.flow._refresher import Halt, RefreshLoop
+from bot.backends.flow._refresher import RecoveryHandler as RecoveryHandler
+from bot.backends.flow._session import Session, parse_session_body
 from bot.backends.flow.errors import (
     AccountMigrated,
-    BadResponse,
     CookieFileError,
     CookiesExpired,
     FlowError,
-    RateLimited,
-    SessionUnreachable,
 )
 from bot.backends.flow.redact import mask_email
 
@@ -62,16 +48,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SESSION_PATH = "/fx/api/auth/session"
 #: Never refresh more often than this on schedule, even when Flow hands out very short-lived tokens.
 MIN_REFRESH_INTERVAL = 30.0
-_MAX_SESSION_BODY = MAX_COOKIE_FILE_BYTES
 _RETIRED_SECRETS = 32
-
-#: What stops the refresher until reload()/replace(): dead cookies, or an account that moved away.
-Halt = CookiesExpired | AccountMigrated
-ErrorHandler = Callable[[Exception], Awaitable[None]]
-RecoveryHandler = Callable[[], Awaitable[None]]
 
 
 def _iso(moment: float) -> str:
@@ -82,23 +61,10 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
 # -- the credentials holder ------------------------------------------------------------------------------
 
 
-class Credentials:
+class Credentials(RefreshLoop):
     """The team's Flow credentials: the current bearer token, the cookies, and their refresher."""
 
     def __init__(
@@ -378,175 +344,7 @@ class Credentials:
 
     async def _exchange(self, cookies: CookieFile) -> tuple[Session, CookieFile]:
         """Ask the session endpoint for a token with ``cookies``; return it and the updated cookie file."""
-        url = URL(self._labs_base + SESSION_PATH)
-        headers = {"Cookie": cookies.cookie_header(), "Accept": "application/json"}
-        jar = self._http.cookie_jar
-        if url.host:
-            jar.clear_domain(url.host)  # our Cookie header is the truth; a jar would merge stale values in
-        logger.debug("requesting a Flow token from %s%s", url.host, SESSION_PATH)
-        try:
-            async with self._http.get(url, headers=headers, timeout=self._timeout) as resp:
-                status = resp.status
-                content_type = resp.headers.get("Content-Type", "")
-                set_cookies = resp.headers.getall("Set-Cookie", [])
-                retry_after = resp.headers.get("Retry-After")
-                body = await self._read_body(resp)
-        except TimeoutError as err:
-            raise SessionUnreachable("Flow's session endpoint timed out") from err
-        except aiohttp.ClientError as err:
-            raise SessionUnreachable(f"could not reach Flow's session endpoint ({type(err).__name__})") from err
-        finally:
-            if url.host:
-                jar.clear_domain(url.host)
-
-        if status in (401, 403):
-            raise CookiesExpired(f"Flow's session endpoint answered {status}: the cookies were refused; re-export them")
-        if status == 429:
-            raise RateLimited("Flow's session endpoint answered 429", retry_after=_retry_after(retry_after))
-        if status >= 500:
-            raise SessionUnreachable(f"Flow's session endpoint answered {status}")
-        if status != 200:
-            raise BadResponse(f"Flow's session endpoint answered {status}: its API may have changed")
-        if is_empty_session(body, content_type):
-            raise await self._empty_session_verdict(cookies)
-        session = parse_session_body(body, content_type)
-        updated = cookies.with_token(session.access_token.get_secret_value())
-        try:
-            updated = apply_set_cookies(updated, parse_set_cookies(set_cookies, self._clock()))
-        except (CookieFileError, ValueError) as err:
-            logger.warning("ignored cookies Flow set that cannot be stored (%s)", type(err).__name__)
-        return session, updated
-
-    async def _empty_session_verdict(self, cookies: CookieFile) -> Halt:
-        """An empty session: ask the tool page, without following redirects, whether the account migrated.
-
-        A 30x to flow.google.com means migrated (flow-api.md §0); anything else, including a failed probe,
-        means the cookies expired, which is what an empty session meant before the migration.
-        """
-        url = URL(self._labs_base + TOOL_PATH)
-        headers = {"Cookie": cookies.cookie_header(), "Accept": "text/html"}
-        jar = self._http.cookie_jar
-        try:
-            async with self._http.get(url, headers=headers, timeout=self._timeout, allow_redirects=False) as resp:
-                status, location = resp.status, resp.headers.get("Location")
-        except (TimeoutError, aiohttp.ClientError) as err:
-            logger.warning("could not ask Flow's tool page whether the account migrated (%s)", type(err).__name__)
-            return migration_verdict(0, None)
-        finally:
-            if url.host:
-                jar.clear_domain(url.host)
-        logger.debug("Flow's tool page answered %d to an empty session", status)
-        return migration_verdict(status, location)
-
-    @staticmethod
-    async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in resp.content.iter_chunked(65536):
-            size += len(chunk)
-            if size > _MAX_SESSION_BODY:
-                raise BadResponse("Flow's session response is larger than 1 MiB", field_path="$")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    # -- the background refresher ----------------------------------------------------------------------
-
-    async def run(self, *, on_error: ErrorHandler | None = None, on_recovered: RecoveryHandler | None = None) -> None:
-        """Keep the token fresh forever: refresh at ``expires - margin``, back off on failures.
-
-        ``on_error`` hears, once each: dead cookies or a migrated account (found here or by any caller's
-        refresh; then nothing is retried until reload()/replace()), and, once per streak, a failure that is
-        not retryable or one that outlives the token (an unreachable session endpoint is a SessionUnreachable,
-        an outage, never a CookiesExpired). ``on_recovered`` is called when a refresh succeeds after a
-        reported failure, and on the first success of the run (a hold left from before a restart is stale
-        once credentials work), so the caller can lift a hold it placed. Cancel the task to stop it.
-        """
-        self._loaded()
-        failures = 0
-        reported = False  # a failure of this streak went to on_error
-        owed = True  # on_recovered is due at the next success
-        while True:
-            if (halt := self._halt_error()) is not None:
-                await self._report(on_error, halt)
-                await self._usable.wait()  # reload()/replace() switched to credentials that work
-                failures, reported = 0, False
-                await self._recovered(on_recovered)
-                owed = False
-                continue
-            delay = self.seconds_until_refresh()
-            if delay > 0:
-                logger.debug("next Flow token refresh in %.0f s", delay)
-                await self._nap(delay)
-                continue
-            try:
-                await self.refresh(force=True)
-            except (CookiesExpired, AccountMigrated):
-                if self._halt is None:  # the cookies changed under us; just try again shortly
-                    await self._nap(self._backoff(1, None))
-                continue  # reported at the top of the loop
-            except FlowError as err:
-                failures += 1
-                wait = self._backoff(failures, err.retry_after if isinstance(err, RateLimited) else None)
-                logger.warning("Flow token refresh failed (%s); retrying in %.0f s", err, wait)
-                token_dead = self.expires_at is not None and self._clock() >= self.expires_at
-                if not reported and (not err.retryable or token_dead):
-                    reported = owed = True
-                    await self._report(on_error, err)
-                await self._nap(wait)
-                continue
-            except Exception as err:
-                failures += 1
-                wait = self._backoff(failures, None)
-                logger.exception("unexpected error while refreshing the Flow token; retrying in %.0f s", wait)
-                if not reported:
-                    reported = owed = True
-                    await self._report(on_error, err)
-                await self._nap(wait)
-                continue
-            failures, reported = 0, False
-            if owed:
-                owed = False
-                await self._recovered(on_recovered)
-
-    async def _nap(self, seconds: float) -> None:
-        """Sleep, but wake as soon as a caller's refresh finds the cookies dead or the account migrated."""
-        if self._halted.is_set():
-            return
-        sleeper = asyncio.ensure_future(self._sleep(seconds))
-        waker = asyncio.ensure_future(self._halted.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sleeper, waker):
-                task.cancel()
-            # Children's cancellations come back as results; a cancel of this task still propagates.
-            await asyncio.gather(sleeper, waker, return_exceptions=True)
-
-    @staticmethod
-    async def _recovered(on_recovered: RecoveryHandler | None) -> None:
-        if on_recovered is None:
-            return
-        try:
-            await on_recovered()
-        except Exception:
-            logger.exception("the credentials recovery handler failed")
-
-    def _backoff(self, failures: int, retry_after: float | None) -> float:
-        """Capped exponential backoff with full jitter (at least 1 s), never shorter than Retry-After."""
-        ceiling = min(self._backoff_cap, self._backoff_base * 2 ** min(failures - 1, 30))
-        wait = self._rng.uniform(min(1.0, ceiling), ceiling)
-        if retry_after is not None:
-            wait = max(wait, min(retry_after, self._backoff_cap))
-        return wait
-
-    @staticmethod
-    async def _report(on_error: ErrorHandler | None, err: Exception) -> None:
-        if on_error is None:
-            return
-        try:
-            await on_error(err)
-        except Exception:
-            logger.exception("the credentials error handler failed")
+        return await exchange(self._http, self._labs_base, cookies, client_timeout=self._timeout, clock=self._clock)
 
     def __repr__(self) -> str:
         if self._halt is not None:
