@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from storage._create import MAX_CREATE_BATCH, JobRequest
+from storage._queries import Overview
+from storage._sql import (
+    MAX_NONCE_LENGTH,
+    NONCE_WINDOW,
+    QUOTA_WINDOW,
+    UPDATABLE_COLUMNS,
+    new_nonce,
+    recovery_action,
+)
 from storage.db import BUSY_TIMEOUT_MS, connect, load_migrations
 from storage.models import (
     ALLOWED_TRANSITIONS,
@@ -22,17 +32,7 @@ from storage.models import (
     RecoveryAction,
     StorageError,
 )
-from storage.store import (
-    MAX_NONCE_LENGTH,
-    NONCE_WINDOW,
-    QUOTA_WINDOW,
-    UPDATABLE_COLUMNS,
-    JobRequest,
-    Overview,
-    Store,
-    new_nonce,
-    recovery_action,
-)
+from storage.store import Store
 
 DATABASE_FILENAME = "veo.sqlite3"
 
@@ -41,6 +41,7 @@ __all__ = [
     "BUSY_TIMEOUT_MS",
     "DATABASE_FILENAME",
     "IN_FLIGHT_STATES",
+    "MAX_CREATE_BATCH",
     "MAX_NONCE_LENGTH",
     "NONCE_WINDOW",
     "QUOTA_WINDOW",

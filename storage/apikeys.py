@@ -15,8 +15,9 @@ import sqlite3
 
 from pydantic import BaseModel, ConfigDict
 
+from storage._sql import _job, _sql
 from storage.models import Job
-from storage.store import Store, _job, _sql
+from storage.store import Store
 
 KEY_PREFIX = "veo_"
 #: last_used_at is written at most this often per key: a busy client must not turn every read into a write.

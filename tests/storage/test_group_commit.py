@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from storage import ActiveLimitReached, Job, Store
+from storage import MAX_CREATE_BATCH, ActiveLimitReached, Job, Store
 from storage.db import run_in_thread
-from storage.store import MAX_CREATE_BATCH
 
 
 @pytest.fixture
