@@ -7,7 +7,8 @@ implement.
 
 from __future__ import annotations
 
-from bot.worker._core import Worker, month_of
+from bot.worker._core import Worker
+from bot.worker._holds import month_of
 from bot.worker._submit import request_for
 from bot.worker._types import PAUSE_DETAIL_KEY, PAUSE_KEY, PROJECT_KEY, Delivery, DeliveryFailed
 
