@@ -65,15 +65,8 @@ class VeoBot(commands.Bot):
         self.delivery = DiscordDelivery(self, store, settings, links=self._web_link)
         #: Counters for /metrics; API jobs are "delivered" by the HTTP API's content route.
         self.metrics = ApiMetrics()
-        self.worker = Worker(
-            store,
-            self.backends,
-            RoutingDelivery(self.delivery, ApiDelivery(self.metrics)),
-            default_backend=settings.backend_name,
-            media_dir=settings.media_dir,
-            poll_interval=settings.veo_poll_interval,
-            job_timeout=settings.veo_job_timeout,
-            monthly_budget=settings.veo_monthly_budget_usd,
+        self.worker = Worker.from_settings(
+            settings, store, self.backends, RoutingDelivery(self.delivery, ApiDelivery(self.metrics))
         )
         self._background: set[asyncio.Task[None]] = set()
 

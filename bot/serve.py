@@ -51,16 +51,7 @@ async def run_serve(settings: Settings, redactor: Redactor) -> int:
     try:
         async with backend_resources(settings, redactor, store=store) as res:
             metrics = ApiMetrics()
-            worker = Worker(
-                store,
-                res.backends,
-                RoutingDelivery(None, ApiDelivery(metrics)),
-                default_backend=settings.backend_name,
-                media_dir=settings.media_dir,
-                poll_interval=settings.veo_poll_interval,
-                job_timeout=settings.veo_job_timeout,
-                monthly_budget=settings.veo_monthly_budget_usd,
-            )
+            worker = Worker.from_settings(settings, store, res.backends, RoutingDelivery(None, ApiDelivery(metrics)))
             app = create_app(
                 store=store,
                 worker=worker,

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.backends.base import Backend
 from bot.logs import job_logger
@@ -26,6 +27,9 @@ from bot.worker._types import (
     Delivery,
 )
 from storage import Job, JobState, Store
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 log = logging.getLogger("bot.worker")
 
@@ -92,6 +96,22 @@ class Worker(HoldsMixin, SubmitMixin, PollMixin, DeliverMixin):
         #: Set after each completed tick; tests and benchmarks wait on it instead of sleeping.
         self.ticked = asyncio.Condition()
         self.ticks = 0
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, store: Store, backends: Mapping[str, Backend], delivery: Delivery
+    ) -> Worker:
+        """The worker as `python -m bot` and `serve` build it."""
+        return cls(
+            store,
+            backends,
+            delivery,
+            default_backend=settings.backend_name,
+            media_dir=settings.media_dir,
+            poll_interval=settings.veo_poll_interval,
+            job_timeout=settings.veo_job_timeout,
+            monthly_budget=settings.veo_monthly_budget_usd,
+        )
 
     @property
     def backend(self) -> Backend:

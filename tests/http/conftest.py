@@ -99,15 +99,7 @@ async def running_api(
         backend_resources(settings, Redactor(), store=store) as res,
     ):
         metrics = ApiMetrics()
-        worker = Worker(
-            store,
-            res.backends,
-            RoutingDelivery(None, ApiDelivery(metrics)),
-            default_backend=settings.backend_name,
-            media_dir=settings.media_dir,
-            poll_interval=settings.veo_poll_interval,
-            job_timeout=settings.veo_job_timeout,
-        )
+        worker = Worker.from_settings(settings, store, res.backends, RoutingDelivery(None, ApiDelivery(metrics)))
         app = create_app(
             store=store,
             worker=worker,
