@@ -81,8 +81,10 @@ async def backend_resources(
                 log.warning("Flow credentials unusable; Flow jobs from before cannot be finished")
         if settings.google_cloud_project:
             res.backends["vertex"] = vertex_backend(settings, redactor)
-        if wanted not in res.backends:
-            raise ConfigError(f"VEO_BACKEND: the {wanted} backend is not configured")
+        if wanted not in res.backends:  # only Vertex AI can be missing here: Flow raised above
+            raise ConfigError(
+                "VEO_BACKEND=vertex needs GOOGLE_CLOUD_PROJECT (a Google Cloud project with the Vertex AI API enabled)"
+            )
         try:
             yield res
         finally:

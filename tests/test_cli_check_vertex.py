@@ -96,3 +96,13 @@ async def test_an_unreadable_service_account_file_is_one_configuration_line(tmp_
     assert code == 2
     (line,) = err.strip().splitlines()
     assert "key.json" in line and "BEGIN" not in line and "Traceback" not in err
+
+
+async def test_vertex_without_a_project_is_one_configuration_line(tmp_path: Path) -> None:
+    code, _out, err = await check(tmp_path, None, VEO_BACKEND="vertex", GOOGLE_CLOUD_PROJECT="")
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert line == (
+        "configuration error: VEO_BACKEND=vertex needs GOOGLE_CLOUD_PROJECT "
+        "(a Google Cloud project with the Vertex AI API enabled)"
+    )
