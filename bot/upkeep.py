@@ -14,7 +14,7 @@ from pathlib import Path
 from bot.backends import errors as be
 from bot.backends.flow.credentials import Credentials
 from bot.worker import Worker
-from storage import Store
+from storage import Job, Store
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +70,41 @@ async def lift_stale_hold(worker: Worker, credentials: Credentials | None) -> No
 
 
 async def prune_media(store: Store, media_dir: Path, retention_days: float) -> int:
-    """Delete finished jobs' media older than the retention and stale partial downloads; returns how many."""
+    """Delete finished jobs' media older than the retention, stale partial downloads, and input pictures no
+    unfinished job needs once they are older than the retention too; returns how many files."""
+    retention = retention_days * 86400
     removed = 0
-    for job in await store.media_to_prune(retention_days * 86400):
+    for job in await store.media_to_prune(retention):
         if job.file_path:
             with contextlib.suppress(FileNotFoundError):
                 await asyncio.to_thread(Path(job.file_path).unlink)
                 removed += 1
             await store.update_job(job.id, file_path=None)
-    return removed + await asyncio.to_thread(prune_partials, media_dir, time.time() - PART_GRACE)
+    removed += await asyncio.to_thread(prune_partials, media_dir, time.time() - PART_GRACE)
+    needed = {path for job in await store.unfinished_jobs() for path in _inputs_of(job)}
+    inputs = media_dir.parent / "inputs"
+    return removed + await asyncio.to_thread(prune_inputs, inputs, time.time() - retention, needed)
+
+
+def _inputs_of(job: Job) -> list[str]:
+    opts = job.options
+    return [p for p in (opts.image, opts.last_frame, *opts.references) if p]
+
+
+def prune_inputs(folder: Path, before: float, needed: set[str]) -> int:
+    """Delete input pictures (and abandoned uploads) last modified before `before` that no unfinished job uses.
+
+    Retry and Edit of an older job then say its pictures are no longer kept.
+    """
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for path in folder.iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            if path.is_file() and str(path) not in needed and path.stat().st_mtime < before:
+                path.unlink()
+                removed += 1
+    return removed
 
 
 def prune_partials(media_dir: Path, before: float) -> int:

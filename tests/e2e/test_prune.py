@@ -56,3 +56,27 @@ async def test_partial_downloads_left_by_a_kill_are_pruned_after_the_grace(
         assert await prune_media(bot) == 1
         assert not stale.exists()
         assert fresh.exists() and kept.exists()
+
+
+async def test_input_pictures_are_pruned_with_the_retention_unless_a_waiting_job_needs_them(
+    tmp_path: Path, emu: FlowEmulator, fd: FakeDiscord, cookie_file: Path
+) -> None:
+    from storage import JobOptions
+
+    settings = make_settings(tmp_path, emu, fd, veo_media_retention_days=1)
+    async with running_bot(settings, fd) as bot:
+        await bot.worker.pause("admin")  # the waiting job stays queued
+        inputs = settings.veo_data_dir / "inputs"
+        inputs.mkdir(parents=True, exist_ok=True)
+        old, needed, fresh = inputs / "old.png", inputs / "needed.png", inputs / "fresh.png"
+        for path in (old, needed, fresh):
+            path.write_bytes(b"\x89PNG")
+        two_days_ago = time.time() - 2 * 86400
+        for path in (old, needed):
+            os.utime(path, (two_days_ago, two_days_ago))
+        await bot.store.create_jobs(
+            user_id=USER_ID, guild_id=None, channel_id=1, prompt="waits", aspect="landscape", model="fast",
+            seeds=[1], daily_quota=10, max_active=2, options=JobOptions(image=str(needed)),
+        )  # fmt: skip
+        assert await prune_media(bot) == 1
+        assert not old.exists() and needed.exists() and fresh.exists()
