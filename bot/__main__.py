@@ -222,6 +222,8 @@ async def run_bot(settings: Settings, redactor: Redactor) -> int:
     from bot.app import VeoBot
 
     settings.ensure_data_dir()
+    if settings.discord_token is None:
+        raise ConfigError("DISCORD_TOKEN is required but not set (environment or .env)")
     token = settings.discord_token.get_secret_value()
     redactor.add_provider(lambda: [token])
     # Validate before anything logs, so a configuration mistake is the only line printed.

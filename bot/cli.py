@@ -17,7 +17,6 @@ from storage import StorageError, Store
 EXIT_CONFIG = 2
 EXIT_CHECK_FAILED = 1
 #: `serve` and `apikey` never talk to Discord: a stand-in satisfies the settings' required token.
-NO_DISCORD = {"discord_token": "unused-without-discord"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -84,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     command = args.command or "run"
     try:
-        settings = load_settings(**(NO_DISCORD if command in ("serve", "apikey") else {}))
+        settings = load_settings(discord=command == "run")
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return EXIT_CONFIG

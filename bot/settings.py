@@ -27,7 +27,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
 
-    discord_token: SecretStr
+    #: Required to run the bot (`python -m bot`); `check`, `serve` and `apikey` do without it.
+    discord_token: SecretStr | None = None
     discord_api_base: str | None = None
     discord_gateway_url: str | None = None
     discord_guild_id: int | None = None
@@ -120,6 +121,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
+        "discord_token",
         "discord_api_base",
         "discord_gateway_url",
         "flow_project_id",
@@ -198,10 +200,16 @@ class Settings(BaseSettings):
             ) from None
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Build Settings or raise ConfigError with one line naming the first bad setting."""
+def load_settings(*, discord: bool = True, **overrides: object) -> Settings:
+    """Build Settings or raise ConfigError with one line naming the first bad setting.
+
+    `discord`: the command talks to Discord, so DISCORD_TOKEN is required.
+    """
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+        if discord and settings.discord_token is None:
+            raise ConfigError("DISCORD_TOKEN is required but not set (environment or .env)")
+        return settings
     except SettingsError as err:
         raise ConfigError(
             str(err).replace('error parsing value for field "', "").split('"')[0].upper() + ": unreadable value"

@@ -106,3 +106,20 @@ async def test_vertex_without_a_project_is_one_configuration_line(tmp_path: Path
         "configuration error: VEO_BACKEND=vertex needs GOOGLE_CLOUD_PROJECT "
         "(a Google Cloud project with the Vertex AI API enabled)"
     )
+
+
+async def test_check_needs_no_discord_token_but_run_does(tmp_path: Path) -> None:
+    async with VertexEmulator() as emu:
+        code, _out, err = await check(tmp_path, emu, DISCORD_TOKEN="")
+    assert code == 0, err
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "VEO_")) and k not in SDK_ENV}
+    env.update({"PYTHONPATH": str(ROOT), "HOME": str(tmp_path), "VEO_DATA_DIR": str(tmp_path / "data")})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err_run = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    assert (
+        err_run.decode().strip() == "configuration error: DISCORD_TOKEN is required but not set (environment or .env)"
+    )
