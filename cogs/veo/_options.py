@@ -90,7 +90,7 @@ def validated(bot: VeoBot, spec: JobSpec) -> JobSpec:
     try:
         backend.validate(request)
     except NotSupported as err:
-        raise UserFacingError(f"{err} Nothing was queued.") from None
+        raise UserFacingError(str(err)) from None  # one sentence saying what would work (interface.md)
     return replace(spec, cost=backend.estimate(request))
 
 

@@ -112,7 +112,7 @@ REFUSALS: list[tuple[dict[str, Any], dict[str, str], str]] = [
     ({"duration": 6}, {"reference1": "r"}, "Using reference images needs an 8-second video"),
     ({"model": "lite"}, {"image": "first", "last_frame": "last"}, "The lite model makes videos from text or a single"),
     ({"model": "lite"}, {"reference1": "r"}, "The lite model makes videos from text or a single"),
-    ({"negative": "n" * 501}, {}, "The negative prompt is 501 characters; the limit is 500"),
+    ({"negative": "n" * 501}, {}, "The negative prompt is 501 characters, over the limit of 500"),
 ]
 
 
@@ -126,6 +126,7 @@ async def test_refusals_are_one_sentence_and_change_nothing(
         r = await prompt(fd, "a refused video", files=blobs, **options)
         assert r.ephemeral and r.kind == 4
         assert expected in r.content, r.content
+        assert r.content.endswith(".") and ". " not in r.content, f"not one sentence: {r.content!r}"
         assert await snapshot(bot) == before
         assert fd.downloads == []  # refused before anything was fetched
         assert stored_inputs(bot) == []
