@@ -64,7 +64,8 @@ def check_negative(text: str | None) -> str | None:
     negative = text.strip()
     if len(negative) > MAX_NEGATIVE:
         raise UserFacingError(
-            f"The negative prompt is {len(negative)} characters, over the limit of {MAX_NEGATIVE}: shorten it and try again."
+            f"The negative prompt is {len(negative)} characters, over the limit of {MAX_NEGATIVE}: "
+            "shorten it and try again."
         )
     return negative
 
