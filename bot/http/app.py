@@ -10,7 +10,6 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Protocol
 
 from fastapi import Depends, FastAPI, Request
@@ -23,6 +22,7 @@ from bot.http.metrics import ApiMetrics
 from bot.http.models import is_blank
 from bot.messages import pause_text
 from bot.settings import Settings
+from bot.worker import generation_request
 from storage import ActiveLimitReached, Job, JobOptions, QuotaExceeded, Store
 from storage.apikeys import ApiKey, ApiKeys
 
@@ -148,19 +148,7 @@ async def queue_jobs(
             f"The queue is on hold: {pause_text(paused)} Nothing was queued.",
             headers={"Retry-After": "300"},
         )
-    request = GenerationRequest(
-        job_id=0,
-        prompt=prompt,
-        aspect=aspect,  # type: ignore[arg-type]
-        model=model,  # type: ignore[arg-type]
-        seed=seeds[0],
-        duration=options.duration,  # type: ignore[arg-type]
-        resolution=options.resolution,  # type: ignore[arg-type]
-        audio=options.audio,
-        negative_prompt=options.negative_prompt,
-        image=Path(options.image) if options.image else None,
-        video=Path(options.video) if options.video else None,
-    )
+    request = generation_request(prompt=prompt, aspect=aspect, model=model, seed=seeds[0], options=options)
     cost, unit = estimate(ctx, request)
     try:
         jobs, positions = await ctx.store.create_jobs_with_positions(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bot.worker._core import Worker
 from bot.worker._holds import month_of
-from bot.worker._submit import request_for
+from bot.worker._submit import generation_request, request_for
 from bot.worker._types import PAUSE_DETAIL_KEY, PAUSE_KEY, PROJECT_KEY, Delivery, DeliveryFailed
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "Delivery",
     "DeliveryFailed",
     "Worker",
+    "generation_request",
     "month_of",
     "request_for",
 ]

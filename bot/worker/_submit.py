@@ -12,7 +12,7 @@ from bot.backends.base import Backend, GenerationRequest, Submission
 from bot.logs import job_logger
 from bot.messages import model_missing_alert
 from bot.worker._types import MAX_SUBMIT_ATTEMPTS
-from storage import Job, JobState
+from storage import Job, JobOptions, JobState
 
 if TYPE_CHECKING:
     from bot.worker._core import Worker
@@ -20,23 +20,39 @@ if TYPE_CHECKING:
 log = logging.getLogger("bot.worker")
 
 
-def request_for(job: Job) -> GenerationRequest:
-    """The neutral request a job stands for (its options' input files are paths kept with the job)."""
-    opts = job.options
+def generation_request(
+    *, prompt: str, aspect: str, model: str, seed: int, options: JobOptions, job_id: int = 0
+) -> GenerationRequest:
+    """The neutral request for a job's fields and options (input files are paths kept with the job).
+
+    ValueError (pydantic) when a value is outside what any backend takes: callers check their input first.
+    """
     return GenerationRequest(
-        job_id=job.id,
+        job_id=job_id,
+        prompt=prompt,
+        aspect=aspect,  # type: ignore[arg-type]
+        model=model,  # type: ignore[arg-type]
+        seed=seed,
+        duration=options.duration,  # type: ignore[arg-type]
+        resolution=options.resolution,  # type: ignore[arg-type]
+        audio=options.audio,
+        negative_prompt=options.negative_prompt,
+        image=Path(options.image) if options.image else None,
+        last_frame=Path(options.last_frame) if options.last_frame else None,
+        references=tuple(Path(p) for p in options.references),
+        video=Path(options.video) if options.video else None,
+    )
+
+
+def request_for(job: Job) -> GenerationRequest:
+    """The neutral request a stored job stands for."""
+    return generation_request(
         prompt=job.prompt,
         aspect=job.aspect.value,
         model=job.model.value,
         seed=job.seed,
-        duration=opts.duration,  # type: ignore[arg-type]
-        resolution=opts.resolution,  # type: ignore[arg-type]
-        audio=opts.audio,
-        negative_prompt=opts.negative_prompt,
-        image=Path(opts.image) if opts.image else None,
-        last_frame=Path(opts.last_frame) if opts.last_frame else None,
-        references=tuple(Path(p) for p in opts.references),
-        video=Path(opts.video) if opts.video else None,
+        options=job.options,
+        job_id=job.id,
     )
 
 

@@ -18,6 +18,7 @@ from bot.backends.base import Backend, Cost, GenerationRequest
 from bot.backends.errors import NotSupported
 from bot.errors import UserFacingError
 from bot.images import ImageRefused, SavedImage, fetch_image
+from bot.worker import generation_request
 from storage import JobOptions
 
 if TYPE_CHECKING:
@@ -53,28 +54,20 @@ class JobSpec:
 
 def request_for(spec: JobSpec, seed: int | None = None) -> GenerationRequest:
     """The neutral request one job of `spec` will make (pending uploads stand in as placeholder paths)."""
-    o = spec.options
-
-    def path(stored: str | None, role: str) -> Path | None:
-        if stored:
-            return Path(stored)
-        return _PENDING if role in spec.uploads else None
-
-    references = (*(Path(r) for r in o.references), *(_PENDING for r in REFERENCE_ROLES if r in spec.uploads))
-    return GenerationRequest(
-        job_id=0,
+    o, pending = spec.options, str(_PENDING)
+    waiting = o.model_copy(
+        update={
+            "image": o.image or (pending if "image" in spec.uploads else None),
+            "last_frame": o.last_frame or (pending if "last_frame" in spec.uploads else None),
+            "references": (*o.references, *(pending for r in REFERENCE_ROLES if r in spec.uploads)),
+        }
+    )
+    return generation_request(
         prompt=spec.prompt,
-        aspect=spec.aspect,  # type: ignore[arg-type]
-        model=spec.model,  # type: ignore[arg-type]
+        aspect=spec.aspect,
+        model=spec.model,
         seed=spec.seeds[0] if seed is None else seed,
-        duration=o.duration,  # type: ignore[arg-type]
-        resolution=o.resolution,  # type: ignore[arg-type]
-        audio=o.audio,
-        negative_prompt=o.negative_prompt,
-        image=path(o.image, "image"),
-        last_frame=path(o.last_frame, "last_frame"),
-        references=references,
-        video=Path(o.video) if o.video else None,
+        options=waiting,
     )
 
 
