@@ -182,7 +182,7 @@ async def test_flow_refuses_images_before_any_download(bot: Any, fd: FakeDiscord
     r = await prompt(fd, "from a picture", files={"image": ("a.png", picture(), "image/png")})
     assert r.ephemeral and "Flow can only make videos from text here" in r.content
     r = await prompt(fd, "cheap", model="lite")
-    assert r.ephemeral and "Flow has no `lite` model" in r.content
+    assert r.ephemeral and "Flow has no lite model" in r.content
     msg = fd.post_user_message("pic", attachments=[("p.png", picture(), "image/png")], user_id=USER_ID)
     r = await answer(fd, await fd.send_message_command("Animate with Veo", msg.id, user_id=USER_ID))
     assert r.ephemeral and r.kind == 4 and "Flow can only make videos from text here" in r.content

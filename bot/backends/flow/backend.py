@@ -62,18 +62,18 @@ class FlowBackend:
 
     def validate(self, request: GenerationRequest) -> None:
         if request.model not in CREDITS:
-            raise be.NotSupported("Flow has no `lite` model; use `model: fast` or `model: quality`.")
+            raise be.NotSupported("Flow has no lite model; use the fast or quality model.")
         if request.image or request.last_frame or request.references or request.video:
             raise be.NotSupported(
                 "Flow can only make videos from text here; drop the images, or ask an admin to use the Vertex AI "
                 "backend."
             )
         if request.duration != 8:
-            raise be.NotSupported("Flow makes 8-second videos only; use `duration: 8`.")
+            raise be.NotSupported("Flow makes 8-second videos only; ask for 8 seconds.")
         if request.resolution != "720p":
-            raise be.NotSupported("Flow makes 720p videos only; use `resolution: 720p`.")
+            raise be.NotSupported("Flow makes 720p videos only; ask for 720p.")
         if not request.audio:
-            raise be.NotSupported("Flow always makes videos with sound; use `audio: True`.")
+            raise be.NotSupported("Flow always makes videos with sound; leave the audio on.")
         if request.negative_prompt:
             raise be.NotSupported("Flow does not take a negative prompt; describe what you want in the prompt.")
         if request.seed > 2**31 - 1:
