@@ -86,6 +86,15 @@ async def read_body(request: Request, *, max_part: int) -> Body:
     return Body(data, {})
 
 
+async def read_model(request: Request, model: type[M], *, max_part: int) -> M:
+    """A body that carries fields only (no file we keep) straight into `model`; 400 for anything else."""
+    body = await read_body(request, max_part=max_part)
+    try:
+        return parse(model, body.fields)
+    finally:
+        await body.close()
+
+
 def parse(model: type[M], fields: dict[str, Any]) -> M:
     try:
         return model.model_validate(fields)

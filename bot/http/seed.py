@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from bot.http.app import Ctx, Key, check_prompt, queue_jobs
-from bot.http.inputs import parse, read_body
+from bot.http.inputs import read_model
 from bot.http.models import (
     MODELS,
     SEED_MAX,
@@ -27,11 +27,7 @@ router = APIRouter(tags=["original plan"])
 @router.post("/generate-video", response_model=SeedJobs, responses=_ERRORS)
 async def generate_video(request: Request, ctx: Ctx, key: Key) -> SeedJobs:
     """`{"prompt", "aspect", "model", "seed", "count"}` → the queued jobs' ids."""
-    body = await read_body(request, max_part=MAX_FIELD)
-    try:
-        spec = parse(SeedGenerate, body.fields)
-    finally:
-        await body.close()
+    spec = await read_model(request, SeedGenerate, max_part=MAX_FIELD)
     prompt = check_prompt(ctx, spec.prompt)
     first = spec.seed if spec.seed is not None else new_seed()
     seeds = [(first + i) % (SEED_MAX + 1) for i in range(spec.count)]
@@ -44,11 +40,7 @@ async def generate_video(request: Request, ctx: Ctx, key: Key) -> SeedJobs:
 @router.post("/generation-status", response_model=SeedJobs, responses=_ERRORS)
 async def generation_status(request: Request, ctx: Ctx, key: Key) -> SeedJobs:
     """`{"ids": [...]}` → each job's status and, once completed, its content URL; others' ids are not_found."""
-    body = await read_body(request, max_part=MAX_FIELD)
-    try:
-        spec = parse(SeedStatusRequest, body.fields)
-    finally:
-        await body.close()
+    spec = await read_model(request, SeedStatusRequest, max_part=MAX_FIELD)
     answers: list[SeedJob] = []
     for vid in spec.ids:
         job_id = job_id_of(vid)

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from bot.http.app import ApiContext, Ctx, Key, check_prompt, queue_jobs
 from bot.http.errors import ApiError, not_found
-from bot.http.inputs import Body, discard, parse, read_body, save_image
+from bot.http.inputs import Body, discard, parse, read_body, read_model, save_image
 from bot.http.models import (
     SECONDS,
     SIZES,
@@ -204,11 +204,7 @@ async def delete_video(vid: str, ctx: Ctx, key: Key) -> VideoDeleted:
 async def remix_video(vid: str, request: Request, response: Response, ctx: Ctx, key: Key) -> Video:
     """A new video with the source's inputs (size, length, model, seed, image) and a new prompt."""
     source = await owned(ctx, key, vid)
-    body = await read_body(request, max_part=MAX_FIELD)
-    try:
-        prompt = check_prompt(ctx, parse(RemixVideo, body.fields).prompt)
-    finally:
-        await body.close()
+    prompt = check_prompt(ctx, (await read_model(request, RemixVideo, max_part=MAX_FIELD)).prompt)
     options = source.options.model_copy(update={"video": None, "extends_job": None})
     jobs, positions = await queue_jobs(
         ctx,
@@ -227,11 +223,7 @@ async def remix_video(vid: str, request: Request, response: Response, ctx: Ctx, 
 )
 async def extend_video(request: Request, response: Response, ctx: Ctx, key: Key) -> Video:
     """Continue a completed video by about 7 s, where the backend can extend."""
-    body = await read_body(request, max_part=MAX_FIELD)
-    try:
-        spec = parse(ExtendVideo, body.fields)
-    finally:
-        await body.close()
+    spec = await read_model(request, ExtendVideo, max_part=MAX_FIELD)
     prompt = check_prompt(ctx, spec.prompt)
     source = await owned(ctx, key, spec.video.id)
     if ctx.backend is None or not ctx.backend.can_extend():
